@@ -1,0 +1,57 @@
+/**
+ * The seed's step 2: rsync / and /boot into <home>/.syn3systembackup. Archive
+ * mode with hard links, ACLs, xattrs, sparse files and numeric ids, one file
+ * system at a time; --delete keeps the copy exact. /boot is synced after / so
+ * that the root pass (which excludes boot/*) never deletes the boot copy.
+ */
+import { mkdir } from 'node:fs/promises';
+import { relative, isAbsolute } from 'node:path';
+import { run } from './run.js';
+
+export const RSYNC_OPTIONS = ['-aHAXS', '--numeric-ids', '--delete', '--one-file-system'] as const;
+
+/** Runtime content that must not come back after a restore. */
+const RUNTIME = ['/proc/*', '/sys/*', '/dev/*', '/run/*', '/tmp/*', '/var/tmp/*', '/lost+found'];
+
+export interface SystemSyncPaths {
+  root: string;
+  boot: string;
+  home: string;
+  systemCopy: string;
+  /** Directories under / that must not be copied (the target, for one). */
+  alsoExclude: string[];
+}
+
+export async function syncSystem(paths: SystemSyncPaths, signal?: AbortSignal): Promise<{ warnings: string[] }> {
+  await mkdir(paths.systemCopy, { recursive: true, mode: 0o700 });
+  const excludes = [...RUNTIME, ...[paths.boot, paths.home, ...paths.alsoExclude].flatMap((p) => underRoot(paths.root, p))];
+  const warnings: string[] = [];
+  warnings.push(...(await rsync(withSlash(paths.root), withSlash(paths.systemCopy), excludes, signal)));
+  await mkdir(`${paths.systemCopy}/boot`, { recursive: true });
+  warnings.push(...(await rsync(withSlash(paths.boot), `${paths.systemCopy}/boot/`, [], signal)));
+  return { warnings };
+}
+
+/** rsync's own "some files vanished" (24) is normal on a live system: a warning, not a failure. */
+async function rsync(from: string, to: string, excludes: string[], signal?: AbortSignal): Promise<string[]> {
+  const args = [...RSYNC_OPTIONS, ...excludes.map((e) => `--exclude=${e}`), from, to];
+  try {
+    await run('rsync', args, { signal });
+    return [];
+  } catch (e) {
+    const exit = ((e as { cause?: { exitCode?: number } }).cause)?.exitCode;
+    if (exit === 24) return [`rsync ${from}: some files vanished while copying (normal on a live system)`];
+    throw e;
+  }
+}
+
+/** An rsync exclude, anchored at the transfer root, for a path that lies under root. */
+function underRoot(root: string, path: string): string[] {
+  const rel = relative(root, path);
+  if (!rel || rel.startsWith('..') || isAbsolute(rel)) return [];
+  return [`/${rel}/*`];
+}
+
+function withSlash(p: string): string {
+  return p.endsWith('/') ? p : `${p}/`;
+}

@@ -1,0 +1,140 @@
+/**
+ * The one way this program runs another program: execa with an argument array,
+ * never a shell. stderr is kept so a failure can say what the tool said;
+ * secrets are passed through files or stdin, never argv (callers' duty, and
+ * `redact` scrubs anything that slipped into a message).
+ */
+import { execa, type ResultPromise, type Options } from 'execa';
+import { UserError } from '../src/errors.js';
+
+const PACKAGE_OF: Record<string, string> = {
+  xfsdump: 'xfsdump',
+  xfsrestore: 'xfsdump',
+  xfs_info: 'xfsprogs',
+  'mkfs.xfs': 'xfsprogs',
+  xfs_admin: 'xfsprogs',
+  rsync: 'rsync',
+  blkid: 'util-linux',
+  findmnt: 'util-linux',
+  mountpoint: 'util-linux',
+  smbclient: 'smbclient',
+  mt: 'mt-st',
+  zstd: 'zstd',
+  'grub-install': 'grub-pc',
+};
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  input?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Words that must never appear in an error message or log. */
+  secrets?: string[];
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+export async function run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  try {
+    const r = await execa(cmd, args, {
+      ...baseOptions(options),
+      ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
+    });
+    return { stdout: String(r.stdout), stderr: String(r.stderr) };
+  } catch (e) {
+    throw toolError(cmd, args, e, options.secrets);
+  }
+}
+
+/** Start a program whose stdin/stdout the caller pipes; await it with `finish`. */
+export function start(
+  cmd: string,
+  args: readonly string[],
+  options: RunOptions & { stdin?: 'pipe' | 'ignore'; stdout?: 'pipe' | 'ignore' } = {},
+): ResultPromise {
+  return execa(cmd, args, {
+    ...baseOptions(options),
+    stdin: options.stdin ?? 'ignore',
+    stdout: options.stdout ?? 'pipe',
+    buffer: { stdout: false, stderr: true },
+  });
+}
+
+export async function finish(
+  child: ResultPromise,
+  cmd: string,
+  args: readonly string[],
+  secrets?: string[],
+): Promise<RunResult> {
+  try {
+    const r = await child;
+    return { stdout: '', stderr: String(r.stderr ?? '') };
+  } catch (e) {
+    throw toolError(cmd, args, e, secrets);
+  }
+}
+
+function baseOptions(options: RunOptions): Options {
+  return {
+    cwd: options.cwd,
+    env: { LC_ALL: 'C', ...options.env },
+    extendEnv: true,
+    timeout: options.timeoutMs,
+    cancelSignal: options.signal,
+    killSignal: 'SIGTERM',
+    forceKillAfterDelay: 5000,
+    stripFinalNewline: true,
+  };
+}
+
+interface ExecaLikeError {
+  code?: string;
+  exitCode?: number;
+  signal?: string;
+  stderr?: unknown;
+  timedOut?: boolean;
+  isCanceled?: boolean;
+  cause?: { code?: string };
+  shortMessage?: string;
+}
+
+export function toolError(cmd: string, args: readonly string[], e: unknown, secrets: string[] = []): UserError {
+  const err = (e ?? {}) as ExecaLikeError;
+  const missing = err.code === 'ENOENT' || err.cause?.code === 'ENOENT';
+  if (missing) {
+    const pkg = PACKAGE_OF[cmd];
+    return new UserError('tool', `the program '${cmd}' was not found on PATH`, {
+      hint: pkg
+        ? `Install it (apt-get install ${pkg}) or put it on PATH for this program`
+        : `Install it or put it on PATH for this program`,
+      cause: e,
+    });
+  }
+  const said = lastLines(typeof err.stderr === 'string' ? err.stderr : '', 4);
+  let what: string;
+  if (err.timedOut) what = `${cmd} took too long and was stopped`;
+  else if (err.isCanceled) what = `${cmd} was cancelled`;
+  else if (err.signal) what = `${cmd} was killed by ${err.signal}`;
+  else what = `${cmd} failed with exit code ${err.exitCode ?? '?'}`;
+  const message = redact(`${what}${said ? `: ${said}` : ''} (ran: ${[cmd, ...args].join(' ')})`, secrets);
+  return new UserError('tool', message, { cause: e });
+}
+
+export function lastLines(text: string, n: number): string {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(-n)
+    .join(' / ');
+}
+
+export function redact(text: string, secrets: string[]): string {
+  let out = text;
+  for (const s of secrets) if (s) out = out.split(s).join('***');
+  return out;
+}

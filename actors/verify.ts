@@ -1,0 +1,54 @@
+/**
+ * A backup counts only once it has been read back from the target: the whole
+ * stream must have the length and checksum recorded while it was written, and
+ * xfsrestore must read its table of contents to the end without complaint.
+ * Exit statuses alone are not trusted: xfsrestore says SUCCESS on a truncated
+ * dump, and only the checksum catches a target that returns other bytes.
+ */
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { UserError } from '../src/errors.js';
+import { Measure, forwardTolerantly } from '../src/streams.js';
+import { finish, start } from './run.js';
+import { XfsrestoreReport } from './xfsrestore-report.js';
+
+export interface Expected {
+  bytes: number;
+  sha256: string;
+}
+
+export interface Verified extends Expected {
+  entries: number;
+}
+
+export const XFSRESTORE_TOC_ARGS = ['-t', '-F', '-J', '-'];
+
+export async function verifyStream(open: () => Promise<Readable>, expected: Expected, where: string, signal?: AbortSignal): Promise<Verified> {
+  const source = await open();
+  const measure = new Measure();
+  const report = new XfsrestoreReport();
+  const toc = start('xfsrestore', XFSRESTORE_TOC_ARGS, { stdin: 'pipe', stdout: 'pipe', signal });
+  const [piped, listed, reported] = await Promise.allSettled([
+    pipeline(source, measure, forwardTolerantly(toc.stdin!)),
+    finish(toc, 'xfsrestore', XFSRESTORE_TOC_ARGS),
+    pipeline(toc.stdout!, report),
+  ]);
+  const actual = { bytes: measure.bytes, sha256: measure.digest() };
+  if (actual.bytes !== expected.bytes || actual.sha256 !== expected.sha256) {
+    throw new UserError(
+      'verify',
+      `the backup read back from the target differs from what was written (${actual.bytes} bytes, sha256 ${actual.sha256.slice(0, 12)}…; expected ${expected.bytes} bytes, sha256 ${expected.sha256.slice(0, 12)}…)`,
+      { where, hint: 'The target corrupted or truncated the data: check the disk or share; the earlier backups were kept' },
+    );
+  }
+  const trouble = listed.status === 'rejected' ? [(listed.reason as Error).message] : report.trouble();
+  if (trouble.length) {
+    throw new UserError('verify', `xfsrestore cannot read the dump back cleanly: ${trouble.slice(0, 3).join(' / ')}`, {
+      where,
+      hint: 'The dump is not restorable; check the xfsdump messages in the log and the health of /home; the earlier backups were kept',
+    });
+  }
+  if (piped.status === 'rejected') throw piped.reason;
+  if (reported.status === 'rejected') throw reported.reason;
+  return { ...actual, entries: report.entries };
+}

@@ -1,0 +1,244 @@
+/**
+ * The backup, as the seed has it: every hour a TICK; the program decides
+ * whether a backup is due; after a preflight check, / and /boot are rsynced
+ * into the system copy; the spool modules dump their data; /home is
+ * xfsdumped to the target; then, as this project adds, the dump is read back
+ * and verified, published, and only then are old generations removed.
+ * Pure: time and ids come in events.
+ */
+import { assign, fromPromise, setup } from 'xstate';
+import { isDue, backoffAfter, type Schedule } from './schedule.js';
+import {
+  failureOf,
+  type BackupEntry,
+  type DumpResult,
+  type HistoryEntry,
+  type SystemLayout,
+} from './types.js';
+
+export const HISTORY_LIMIT = 100;
+
+export interface CurrentRun {
+  id: string;
+  trigger: 'schedule' | 'manual';
+  startedAt: number;
+  layout?: SystemLayout;
+  dump?: DumpResult;
+  published?: BackupEntry;
+}
+
+export interface BackupContext {
+  run?: CurrentRun;
+  lastSuccess?: HistoryEntry;
+  lastFailure?: HistoryEntry;
+  consecutiveFailures: number;
+  retryAt?: number;
+  history: HistoryEntry[];
+}
+
+export type BackupEvent =
+  | { type: 'TICK'; now: number; schedule: Schedule; runId: string }
+  | { type: 'BACKUP_NOW'; now: number; runId: string };
+
+export interface RunInput {
+  runId: string;
+}
+export interface DumpInput extends RunInput {
+  layout: SystemLayout;
+}
+export interface VerifyInput extends RunInput {
+  dump: DumpResult;
+}
+export interface PublishInput extends RunInput {
+  startedAt: number;
+  layout: SystemLayout;
+  dump: DumpResult;
+}
+export interface RetentionInput extends RunInput {
+  published: BackupEntry;
+}
+
+/** Stand-ins that the runner replaces with the real actors (machine.provide). */
+function notProvided<O, I>(name: string) {
+  return fromPromise<O, I>(async () => {
+    throw new Error(`actor ${name} was not provided`);
+  });
+}
+
+export const backupActors = {
+  checkReady: notProvided<{ checked: string[] }, RunInput>('checkReady'),
+  syncSystem: notProvided<SystemLayout, RunInput>('syncSystem'),
+  runSpoolModules: notProvided<{ modules: string[] }, RunInput>('runSpoolModules'),
+  dumpHome: notProvided<DumpResult, DumpInput>('dumpHome'),
+  verifyDump: notProvided<{ bytes: number; sha256: string }, VerifyInput>('verifyDump'),
+  publishBackup: notProvided<BackupEntry & { publishedAt: number }, PublishInput>('publishBackup'),
+  applyRetention: notProvided<{ deleted: string[]; finishedAt: number }, RetentionInput>('applyRetention'),
+};
+
+function runOf(context: BackupContext): CurrentRun {
+  if (!context.run) throw new Error('no backup run in progress');
+  return context.run;
+}
+
+function pushHistory(history: HistoryEntry[], entry: HistoryEntry): HistoryEntry[] {
+  return [...history, entry].slice(-HISTORY_LIMIT);
+}
+
+export const backupMachine = setup({
+  types: {
+    context: {} as BackupContext,
+    events: {} as BackupEvent,
+  },
+  actors: backupActors,
+  guards: {
+    isDue: ({ context, event }) =>
+      event.type === 'TICK' &&
+      isDue(event.schedule, { lastSuccessAt: context.lastSuccess?.finishedAt, retryAt: context.retryAt }, event.now),
+  },
+  actions: {
+    recordFailure: assign(({ context, event }, params: { step: string }) => {
+      const run = runOf(context);
+      // Only invoke errors lead here; XState types them apart from BackupEvent.
+      const failure = failureOf((event as unknown as { error: unknown }).error);
+      const at = Number.isFinite(failure.at) ? failure.at : run.startedAt;
+      const entry: HistoryEntry = {
+        id: run.id,
+        result: 'failed',
+        startedAt: run.startedAt,
+        finishedAt: at,
+        durationMs: at - run.startedAt,
+        step: params.step,
+        reason: failure.reason,
+      };
+      const consecutiveFailures = context.consecutiveFailures + 1;
+      return {
+        run: undefined,
+        lastFailure: entry,
+        consecutiveFailures,
+        retryAt: at + backoffAfter(consecutiveFailures),
+        history: pushHistory(context.history, entry),
+      };
+    }),
+    startRun: assign(({ event }) => ({
+      run: {
+        id: event.runId,
+        trigger: event.type === 'TICK' ? ('schedule' as const) : ('manual' as const),
+        startedAt: event.now,
+      },
+    })),
+  },
+}).createMachine({
+  id: 'backup',
+  initial: 'idle',
+  context: { consecutiveFailures: 0, history: [] },
+  states: {
+    idle: {
+      on: {
+        TICK: { guard: 'isDue', target: 'running', actions: 'startRun' },
+        BACKUP_NOW: { target: 'running', actions: 'startRun' },
+      },
+    },
+    running: {
+      initial: 'preflight',
+      states: {
+        // Before anything is written: tools present, target reachable and mounted.
+        preflight: {
+          invoke: {
+            src: 'checkReady',
+            input: ({ context }) => ({ runId: runOf(context).id }),
+            onDone: { target: 'systemSync' },
+            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'preflight' } } },
+          },
+        },
+        systemSync: {
+          invoke: {
+            src: 'syncSystem',
+            input: ({ context }) => ({ runId: runOf(context).id }),
+            onDone: {
+              target: 'spool',
+              actions: assign({ run: ({ context, event }) => ({ ...runOf(context), layout: event.output }) }),
+            },
+            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'systemSync' } } },
+          },
+        },
+        spool: {
+          invoke: {
+            src: 'runSpoolModules',
+            input: ({ context }) => ({ runId: runOf(context).id }),
+            onDone: { target: 'dump' },
+            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'spool' } } },
+          },
+        },
+        dump: {
+          invoke: {
+            src: 'dumpHome',
+            input: ({ context }) => ({ runId: runOf(context).id, layout: runOf(context).layout! }),
+            onDone: {
+              target: 'verify',
+              actions: assign({ run: ({ context, event }) => ({ ...runOf(context), dump: event.output }) }),
+            },
+            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'dump' } } },
+          },
+        },
+        verify: {
+          invoke: {
+            src: 'verifyDump',
+            input: ({ context }) => ({ runId: runOf(context).id, dump: runOf(context).dump! }),
+            onDone: { target: 'publish' },
+            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'verify' } } },
+          },
+        },
+        publish: {
+          invoke: {
+            src: 'publishBackup',
+            input: ({ context }) => {
+              const run = runOf(context);
+              return { runId: run.id, startedAt: run.startedAt, layout: run.layout!, dump: run.dump! };
+            },
+            onDone: {
+              target: 'retention',
+              actions: assign(({ context, event }) => {
+                const run = runOf(context);
+                const { publishedAt, ...published } = event.output;
+                const entry: HistoryEntry = {
+                  id: run.id,
+                  result: 'success',
+                  startedAt: run.startedAt,
+                  finishedAt: publishedAt,
+                  durationMs: publishedAt - run.startedAt,
+                  size: published.size,
+                };
+                return {
+                  run: { ...run, published },
+                  lastSuccess: entry,
+                  consecutiveFailures: 0,
+                  retryAt: undefined,
+                  history: pushHistory(context.history, entry),
+                };
+              }),
+            },
+            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'publish' } } },
+          },
+        },
+        retention: {
+          // The new backup is already published and counted as a success:
+          // a retention failure is logged by the actor, never un-publishes it.
+          invoke: {
+            src: 'applyRetention',
+            input: ({ context }) => ({ runId: runOf(context).id, published: runOf(context).published! }),
+            onDone: { target: '#backup.idle', actions: assign({ run: undefined }) },
+            onError: { target: '#backup.idle', actions: assign({ run: undefined }) },
+          },
+        },
+      },
+    },
+    failed: {
+      on: {
+        TICK: { guard: 'isDue', target: 'running', actions: 'startRun' },
+        BACKUP_NOW: { target: 'running', actions: 'startRun' },
+      },
+    },
+  },
+});
+
+export type BackupMachine = typeof backupMachine;

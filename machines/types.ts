@@ -1,0 +1,60 @@
+/** Data that flows between the machines and the actors: plain JSON, persisted as is. */
+
+export interface FsIdentity {
+  /** The mount point as configured (/, /boot, /home or their sandbox paths). */
+  mountPoint: string;
+  device: string;
+  fsType: string;
+  uuid?: string;
+  label?: string;
+  sizeBytes?: number;
+  /** xfs_info's geometry, for XFS: what mkfs.xfs needs to rebuild it alike. */
+  xfs?: Record<string, number>;
+}
+
+export interface SystemLayout {
+  root: FsIdentity;
+  boot: FsIdentity;
+  home: FsIdentity;
+}
+
+export interface DumpResult {
+  bytes: number;
+  sha256: string;
+  startedAt: number;
+  finishedAt: number;
+}
+
+export interface BackupEntry {
+  id: string;
+  created: string;
+  size: number;
+  location: string;
+  sha256?: string;
+  host?: string;
+}
+
+export interface HistoryEntry {
+  id: string;
+  result: 'success' | 'failed';
+  startedAt: number;
+  finishedAt: number;
+  durationMs: number;
+  size?: number;
+  step?: string;
+  reason?: string;
+}
+
+/** What an actor's failure carries into the machine. */
+export interface StepFailure {
+  reason: string;
+  at: number;
+}
+
+export function failureOf(error: unknown): StepFailure {
+  if (error && typeof error === 'object' && 'reason' in error && 'at' in error) {
+    const e = error as StepFailure;
+    return { reason: String(e.reason), at: Number(e.at) };
+  }
+  return { reason: error instanceof Error ? error.message : String(error), at: Number.NaN };
+}

@@ -1,0 +1,139 @@
+/**
+ * The real actors behind the backup machine's steps, bound to one
+ * configuration, target and logger. Each is idempotent: XState re-invokes an
+ * in-flight step when a saved snapshot is restored after a crash. The actor
+ * modules are imported when a step runs, so a tick with nothing due does not
+ * pay for loading them.
+ */
+import { mkdir } from 'node:fs/promises';
+import { fromPromise } from 'xstate';
+import { backupActors, type DumpInput, type PublishInput, type RetentionInput, type RunInput, type VerifyInput } from '../../machines/backup.js';
+import type { BackupEntry, DumpResult, StepFailure, SystemLayout } from '../../machines/types.js';
+import type { Config } from '../config/schema.js';
+import { reasonOf, UserError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { mountAt } from '../mounts.js';
+import { METADATA_FORMAT, type BackupMetadata, type Target } from '../targets/target.js';
+import { PROGRAM } from '../version.js';
+import { formatBytes } from '../format.js';
+
+export interface BackupDeps {
+  config: Config;
+  target: Target;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+/** Turns a thrown error into what the machine records: a reason and a time. */
+function step<I, O>(name: string, log: Logger, body: (input: I) => Promise<O>) {
+  return fromPromise<O, I>(async ({ input }) => {
+    log.info({ step: name }, `${name}: started`);
+    try {
+      const out = await body(input);
+      log.info({ step: name }, `${name}: done`);
+      return out;
+    } catch (e) {
+      // The command reports the failure once, at error level; here only the detail.
+      log.info({ step: name, failed: true, err: e instanceof UserError ? undefined : e }, `${name} failed: ${reasonOf(e)}`);
+      const failure: StepFailure = { reason: reasonOf(e), at: Date.now() };
+      throw failure;
+    }
+  });
+}
+
+export function backupImplementations(d: BackupDeps): typeof backupActors {
+  const { config, target, log } = d;
+  const { paths } = config;
+  return {
+    checkReady: step<RunInput, { checked: string[] }>('preflight', log, async () => {
+      const { requireTools } = await import('../../actors/tools.js');
+      await requireTools(['rsync', 'xfsdump', 'xfsrestore', 'blkid', 'xfs_info']);
+      const home = mountAt(paths.home);
+      if (!home || home.fsType !== 'xfs') {
+        throw new UserError('config', `paths.home (${paths.home}) is not a mounted XFS file system${home ? ` (it is ${home.fsType})` : ''}`, {
+          hint: 'xfsdump backs up XFS only: point paths.home at the XFS mount point of /home',
+        });
+      }
+      await target.check();
+      return { checked: ['tools', 'home', target.description] };
+    }),
+
+    syncSystem: step<RunInput, SystemLayout>('systemSync', log, async () => {
+      const [{ syncSystem }, { readLayout }] = await Promise.all([import('../../actors/rsync.js'), import('../../actors/layout.js')]);
+      const alsoExclude = config.target.type === 'file' ? [config.target.path, ...config.systemSyncExclude] : config.systemSyncExclude;
+      const { warnings } = await syncSystem({ ...paths, alsoExclude }, d.signal);
+      for (const w of warnings) log.warn(w);
+      return readLayout(paths);
+    }),
+
+    runSpoolModules: step<RunInput, { modules: string[] }>('spool', log, async ({ runId }) => {
+      const { runModules } = await import('../../actors/modules.js');
+      await mkdir(paths.spool, { recursive: true, mode: 0o700 });
+      return runModules({
+        dir: paths.modules,
+        suffix: '.backup',
+        env: { SYN3_SPOOL: paths.spool, SYN3_BACKUP_ID: runId },
+        cwd: paths.spool,
+        timeoutMs: config.moduleTimeoutMs,
+        log: (msg, fields) => log.info(fields ?? {}, msg),
+        signal: d.signal,
+      });
+    }),
+
+    dumpHome: step<DumpInput, DumpResult>('dump', log, async ({ runId }) =>
+      (await import('../../actors/xfsdump.js')).dumpHome({
+        home: paths.home,
+        id: runId,
+        sessionLabel: `syn3-backup ${runId}`,
+        mediaLabel: config.host,
+        target,
+        onProgress: (bytes) => log.info({ bytes }, `dump: ${formatBytes(bytes)} written`),
+        signal: d.signal,
+      }),
+    ),
+
+    verifyDump: step<VerifyInput, { bytes: number; sha256: string }>('verify', log, async ({ runId, dump }) =>
+      (await import('../../actors/verify.js')).verifyStream(() => target.openPending(runId), dump, target.description, d.signal),
+    ),
+
+    publishBackup: step<PublishInput, BackupEntry & { publishedAt: number }>('publish', log, async (input) => {
+      const metadata: BackupMetadata = {
+        format: METADATA_FORMAT,
+        id: input.runId,
+        host: config.host,
+        created: new Date(input.dump.finishedAt).toISOString(),
+        startedAt: new Date(input.startedAt).toISOString(),
+        size: input.dump.bytes,
+        sha256: input.dump.sha256,
+        compression: 'none',
+        tool: 'xfsdump',
+        program: PROGRAM,
+        layout: input.layout,
+      };
+      const stored = await target.commit(input.runId, metadata);
+      log.info({ id: stored.id, size: stored.size, location: stored.location }, `published backup ${stored.id} (${formatBytes(stored.size)})`);
+      return {
+        id: stored.id,
+        created: stored.created,
+        size: stored.size,
+        location: stored.location,
+        sha256: metadata.sha256,
+        host: metadata.host,
+        publishedAt: Date.now(),
+      };
+    }),
+
+    applyRetention: step<RetentionInput, { deleted: string[]; finishedAt: number }>('retention', log, async ({ published }) => {
+      const mine = (await target.list()).filter((b) => b.metadata.host === config.host);
+      const keep = config.target.retention.keep;
+      const old = mine.filter((b) => b.id !== published.id).slice(0, Math.max(0, mine.length - keep));
+      for (const b of old) {
+        await target.remove(b.id);
+        log.info({ id: b.id }, `retention: removed backup ${b.id}`);
+      }
+      const leftovers = await target.cleanPending();
+      if (leftovers.length) log.info({ leftovers }, 'retention: removed unfinished writes of earlier runs');
+      return { deleted: old.map((b) => b.id), finishedAt: Date.now() };
+    }),
+  };
+}

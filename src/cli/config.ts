@@ -1,0 +1,67 @@
+/** `config check` validates and prints the effective configuration; `config example` prints a starting point. */
+import { formatDuration } from '../config/duration.js';
+import type { Config } from '../config/schema.js';
+import { EXIT } from '../errors.js';
+import { configOnly, printJson, snapshotNotYet, type GlobalOptions } from './context.js';
+
+export const EXAMPLE_CONFIG = `# /etc/syn3-backup/config.yaml
+schedule:
+  daily: "02:00"          # or: every: 6h   or: cron: "0 2 * * 1-5"
+mode: spool               # run modules/*.backup into <home>/system/spool
+paths:
+  root: /
+  boot: /boot
+  home: /home
+  state: /var/lib/syn3-backup
+  modules: /usr/backup/modules
+modules:
+  timeout: 1h
+target:
+  type: file
+  path: /mnt/backup       # a directory on a local or USB disk
+  require_mount: true     # refuse to write when the disk is not mounted there
+  retention:
+    keep: 7
+`;
+
+export async function configCheckCommand(options: GlobalOptions & { json?: boolean }): Promise<number> {
+  const config = configOnly(options);
+  if (config.mode === 'snapshot') throw snapshotNotYet(config.file);
+  if (options.json) printJson(effectiveView(config));
+  else process.stdout.write(`${config.file}: valid\n${humanView(config)}`);
+  return EXIT.ok;
+}
+
+export async function configExampleCommand(): Promise<number> {
+  process.stdout.write(EXAMPLE_CONFIG);
+  return EXIT.ok;
+}
+
+function effectiveView(c: Config) {
+  const schedule = c.schedule.kind === 'every' ? { every: formatDuration(c.schedule.ms) } : c.schedule.kind === 'daily' ? { daily: c.schedule.at } : { cron: c.schedule.expr };
+  return {
+    file: c.file,
+    host: c.host,
+    schedule,
+    mode: c.mode,
+    paths: c.paths,
+    modules: { timeout: formatDuration(c.moduleTimeoutMs) },
+    system_sync: { exclude: c.systemSyncExclude },
+    target: c.target,
+  };
+}
+
+function humanView(c: Config): string {
+  const lines: string[] = [];
+  const walk = (value: unknown, indent: string) => {
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      if (v && typeof v === 'object' && !Array.isArray(v)) {
+        lines.push(`${indent}${k}:`);
+        walk(v, `${indent}  `);
+      } else lines.push(`${indent}${k}: ${Array.isArray(v) ? `[${v.join(', ')}]` : String(v)}`);
+    }
+  };
+  const { file: _file, ...rest } = effectiveView(c);
+  walk(rest, '  ');
+  return `${lines.join('\n')}\n`;
+}

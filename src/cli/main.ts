@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+/**
+ * The command line. Commands are imported when they run, so `tick` with
+ * nothing due starts fast (cron runs it every hour).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, isUserError } from '../errors.js';
+import { VERSION } from '../version.js';
+import type { GlobalOptions } from './context.js';
+
+type Action = (globals: GlobalOptions & Record<string, unknown>) => Promise<number>;
+
+function program(): Command {
+  const cli = new Command('syn3-backup')
+    .description('Whole-server disaster-recovery backup: rsync of / and /boot into /home, xfsdump of /home to a target, and a restore that boots.')
+    .version(VERSION)
+    .option('-c, --config <file>', 'configuration file (default /etc/syn3-backup/config.yaml, or $SYN3_BACKUP_CONFIG)')
+    .addOption(new Option('--log-format <format>', 'console log format: auto (readable on a terminal, quiet under cron), text, json (for journald)').choices(['auto', 'text', 'json']).default('auto'))
+    .option('-v, --verbose', 'show debug messages on the console')
+    .option('-q, --quiet', 'only warnings and errors on the console')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  const action = (load: () => Promise<Action>) =>
+    async function (this: Command) {
+      const globals = { ...this.optsWithGlobals() } as GlobalOptions & Record<string, unknown>;
+      process.exitCode = await (await load())(globals);
+    };
+
+  cli
+    .command('tick')
+    .description('what cron runs every hour: make a backup if one is due (quiet and exit 0 when not)')
+    .option('--json', 'print the result as JSON')
+    .action(action(async () => (await import('./backup-run.js')).backupCommand.bind(null, 'tick')));
+  cli
+    .command('backup')
+    .description('make a backup now, whatever the schedule')
+    .option('--json', 'print the result as JSON')
+    .action(action(async () => (await import('./backup-run.js')).backupCommand.bind(null, 'backup')));
+  cli
+    .command('status')
+    .description('the current state, last success and failure, next due time (exit 1 when the last run failed)')
+    .option('--json', 'print as JSON')
+    .action(action(async () => (await import('./status.js')).statusCommand));
+  cli
+    .command('list')
+    .description('the backups on the target, oldest first')
+    .option('--json', 'print as JSON: [{id, created, size, location, host, sha256}]')
+    .option('--all-hosts', 'also list backups of other hosts on the same target')
+    .action(action(async () => (await import('./list.js')).listCommand));
+  const config = cli.command('config').description('check or show the configuration');
+  config
+    .command('check')
+    .description('validate the configuration and print the effective values')
+    .option('--json', 'print as JSON')
+    .action(action(async () => (await import('./config.js')).configCheckCommand));
+  config
+    .command('example')
+    .description('print an example configuration file')
+    .action(action(async () => (await import('./config.js')).configExampleCommand));
+  return cli;
+}
+
+async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      return;
+    }
+    if (isUserError(e)) {
+      process.stderr.write(`syn3-backup: ${e.paragraph()}\n`);
+      process.exitCode = e.exitCode;
+      return;
+    }
+    process.stderr.write(`syn3-backup: internal error, please report it with the log:\n${(e as Error)?.stack ?? String(e)}\n`);
+    process.exitCode = 70;
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,52 @@
+/** `status`: where the backup machine stands, the last success and failure, the next due time. */
+import type { BackupContext } from '../../machines/backup.js';
+import { dueAt } from '../../machines/schedule.js';
+import type { HistoryEntry } from '../../machines/types.js';
+import { EXIT } from '../errors.js';
+import { formatBytes, formatMs, formatTime } from '../format.js';
+import { stateName } from '../runner.js';
+import { SnapshotStore } from '../state/store.js';
+import { configOnly, printJson, type GlobalOptions } from './context.js';
+
+interface SavedSnapshot {
+  value: unknown;
+  context: BackupContext;
+}
+
+export async function statusCommand(options: GlobalOptions & { json?: boolean }): Promise<number> {
+  const config = configOnly(options);
+  const saved = new SnapshotStore(config.paths.state, 'backup').load() as SavedSnapshot | undefined;
+  const context: BackupContext = saved?.context ?? { consecutiveFailures: 0, history: [] };
+  const state = saved ? stateName(saved.value) : 'idle';
+  const nextDue = dueAt(config.schedule, { lastSuccessAt: context.lastSuccess?.finishedAt, retryAt: context.retryAt });
+  const report = {
+    host: config.host,
+    state,
+    running: context.run ? { id: context.run.id, startedAt: formatTime(context.run.startedAt), trigger: context.run.trigger } : null,
+    lastSuccess: entryJson(context.lastSuccess),
+    lastFailure: entryJson(context.lastFailure),
+    consecutiveFailures: context.consecutiveFailures,
+    nextDue: nextDue === 0 ? 'now' : formatTime(nextDue),
+    target: config.target.type === 'file' ? config.target.path : config.target.type,
+    stateFile: new SnapshotStore(config.paths.state, 'backup').file,
+  };
+  if (options.json) printJson(report);
+  else process.stdout.write(humanStatus(report, context));
+  return state === 'failed' ? EXIT.failed : EXIT.ok;
+}
+
+function entryJson(e: HistoryEntry | undefined) {
+  if (!e) return null;
+  return { ...e, startedAt: formatTime(e.startedAt), finishedAt: formatTime(e.finishedAt) };
+}
+
+function humanStatus(r: { host: string; state: string; nextDue: string; target: string }, c: BackupContext): string {
+  const lines = [`host:          ${r.host}`, `state:         ${r.state}${c.run ? ` (backup ${c.run.id} since ${formatTime(c.run.startedAt)})` : ''}`];
+  const s = c.lastSuccess;
+  lines.push(`last success:  ${s ? `${s.id} at ${formatTime(s.finishedAt)}, ${formatBytes(s.size ?? 0)} in ${formatMs(s.durationMs)}` : 'never'}`);
+  const f = c.lastFailure;
+  if (f) lines.push(`last failure:  ${f.id} at ${formatTime(f.finishedAt)} in ${f.step}: ${f.reason}`);
+  if (c.consecutiveFailures) lines.push(`failures:      ${c.consecutiveFailures} in a row; retry not before ${formatTime(c.retryAt)}`);
+  lines.push(`next due:      ${r.nextDue}`, `target:        ${r.target}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,151 @@
+/**
+ * Reads the YAML configuration, validates it and turns it into the effective
+ * Config. Every rejection names the file and line and says how to fix it.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { LineCounter, parseDocument, isMap, isScalar, type Document, type Node } from 'yaml';
+import type { z } from 'zod';
+import { UserError } from '../errors.js';
+import { configSchema, type Config, type RawConfig, type Schedule } from './schema.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/syn3-backup/config.yaml';
+
+export function loadConfig(file: string = DEFAULT_CONFIG_FILE): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError('config', code === 'ENOENT' ? 'the configuration file does not exist' : `cannot read the configuration file (${code})`, {
+      where: file,
+      hint: 'Create it (see "Configuration" in the README, or run "syn3-backup config example") or name another with --config FILE',
+    });
+  }
+  return parseConfig(text, file);
+}
+
+export function parseConfig(text: string, file: string): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const syntax = doc.errors[0];
+  if (syntax) {
+    const at = lines.linePos(syntax.pos[0]);
+    throw new UserError('config', `the YAML is malformed: ${firstLine(syntax.message)}`, {
+      where: `${file}:${at.line}`,
+      hint: 'Fix the indentation or quoting on that line (a value with ":" or "#" needs quotes)',
+    });
+  }
+  const data: unknown = doc.toJS() ?? {};
+  const parsed = configSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UserError('config', describeIssue(issue), {
+      where: `${file}:${lineOf(doc, lines, issue)}`,
+      hint: hintFor(issue),
+    });
+  }
+  return effective(parsed.data, file);
+}
+
+function effective(raw: RawConfig, file: string): Config {
+  const home = raw.paths.home;
+  const schedule: Schedule = raw.schedule.daily
+    ? { kind: 'daily', at: raw.schedule.daily }
+    : raw.schedule.every
+      ? { kind: 'every', ms: raw.schedule.every }
+      : { kind: 'cron', expr: raw.schedule.cron! };
+  return {
+    file,
+    host: raw.host ?? hostname(),
+    schedule,
+    mode: raw.mode,
+    paths: {
+      ...raw.paths,
+      systemCopy: join(home, '.syn3systembackup'),
+      spool: join(home, 'system', 'spool'),
+    },
+    moduleTimeoutMs: raw.modules.timeout,
+    systemSyncExclude: raw.system_sync.exclude,
+    target: raw.target,
+  };
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const at = issue.path.length ? `"${issue.path.join('.')}"` : 'the top level';
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((k) => `"${k}"`).join(', ');
+    return `unknown key ${keys} in ${at}`;
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) return `${at} is missing`;
+  if (issue.code === 'invalid_union' || (issue.code === 'invalid_value' && issue.path.at(-1) === 'type')) {
+    return `${at} has an unsupported value`;
+  }
+  return `${at} ${issue.message.replace(/^Invalid input: /, '')}`;
+}
+
+const KNOWN_KEYS: Record<string, string[]> = {
+  '': ['host', 'schedule', 'mode', 'paths', 'modules', 'system_sync', 'target'],
+  schedule: ['daily', 'every', 'cron'],
+  paths: ['root', 'boot', 'home', 'state', 'modules'],
+  modules: ['timeout'],
+  system_sync: ['exclude'],
+  target: ['type', 'path', 'require_mount', 'retention'],
+  'target.retention': ['keep'],
+};
+
+function hintFor(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    const known = KNOWN_KEYS[issue.path.join('.')] ?? [];
+    const guess = closest(issue.keys[0] ?? '', known);
+    const list = known.length ? ` Known keys there: ${known.join(', ')}.` : '';
+    return `${guess ? `Did you mean "${guess}"?` : 'Remove it.'}${list}`;
+  }
+  const field = issue.path.join('.');
+  if (field === 'target.type' || field === 'target') return 'Supported target types: file';
+  if (field === 'mode') return 'Use mode: spool (snapshot mode is not supported yet)';
+  if (field.startsWith('schedule')) return 'Write one of: daily: "02:00", every: 6h, cron: "0 2 * * 1-5"';
+  return 'See "Configuration" in the README for the allowed values';
+}
+
+function lineOf(doc: Document, lines: LineCounter, issue: z.core.$ZodIssue): number {
+  const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
+  let node = path.length ? (doc.getIn(path, true) as Node | undefined) : (doc.contents as Node | null);
+  // A missing key has no node: point at its nearest parent instead.
+  for (let n = path.length - 1; !node && n >= 0; n--) node = doc.getIn(path.slice(0, n), true) as Node | undefined;
+  if (issue.code === 'unrecognized_keys' && isMap(node)) {
+    const pair = node.items.find((i) => isScalar(i.key) && i.key.value === issue.keys[0]);
+    if (pair && isScalar(pair.key) && pair.key.range) return lines.linePos(pair.key.range[0]).line;
+  }
+  const offset = node?.range?.[0];
+  return offset === undefined ? 1 : lines.linePos(offset).line;
+}
+
+function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+}

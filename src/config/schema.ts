@@ -1,0 +1,103 @@
+/**
+ * The configuration file's shape. zod gives typed parsing and issue paths that
+ * the loader maps back to YAML lines; strict objects reject unknown keys so a
+ * typo never silently falls back to a default.
+ */
+import { z } from 'zod';
+import { Cron } from 'croner';
+import { parseDuration } from './duration.js';
+import type { Schedule } from '../../machines/schedule.js';
+
+export type { Schedule };
+
+const absolutePath = z
+  .string()
+  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path (starting with /)' });
+
+const duration = z
+  .string()
+  .refine((d) => parseDuration(d) !== undefined, { message: 'must be a duration such as 90s, 30m, 6h or 1d' })
+  .transform((d) => parseDuration(d)!);
+
+const dailyTime = z.string().refine((t) => /^([01]\d|2[0-3]):[0-5]\d$/.test(t), {
+  message: 'must be a time of day as HH:MM, 24-hour clock (e.g. "02:00")',
+});
+
+const cronExpression = z.string().refine(
+  (expr) => {
+    try {
+      new Cron(expr, { paused: true });
+      return expr.trim().split(/\s+/).length === 5;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be a five-field cron expression such as "0 2 * * 1-5"' },
+);
+
+const scheduleSchema = z
+  .strictObject({ daily: dailyTime.optional(), every: duration.optional(), cron: cronExpression.optional() })
+  .refine((s) => [s.daily, s.every, s.cron].filter((v) => v !== undefined).length === 1, {
+    message: 'needs exactly one of daily, every or cron',
+  });
+
+const retentionSchema = z.strictObject({
+  keep: z.number().int().min(1, 'must keep at least 1 backup').max(1000),
+});
+
+const fileTargetSchema = z.strictObject({
+  type: z.literal('file'),
+  path: absolutePath,
+  require_mount: z.boolean().default(false),
+  retention: retentionSchema.default({ keep: 7 }),
+});
+
+const targetSchema = z.discriminatedUnion('type', [fileTargetSchema]);
+
+const pathsSchema = z.strictObject({
+  root: absolutePath.default('/'),
+  boot: absolutePath.default('/boot'),
+  home: absolutePath.default('/home'),
+  state: absolutePath.default('/var/lib/syn3-backup'),
+  modules: absolutePath.default('/usr/backup/modules'),
+});
+
+export const configSchema = z.strictObject({
+  host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a host name').optional(),
+  schedule: scheduleSchema,
+  mode: z.enum(['spool', 'snapshot']).default('spool'),
+  paths: pathsSchema.default(pathsSchema.parse({})),
+  modules: z.strictObject({ timeout: duration.default(3_600_000) }).default({ timeout: 3_600_000 }),
+  system_sync: z
+    .strictObject({ exclude: z.array(z.string().min(1)).default([]) })
+    .default({ exclude: [] }),
+  target: targetSchema,
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type FileTargetConfig = z.infer<typeof fileTargetSchema>;
+export type TargetConfig = z.infer<typeof targetSchema>;
+
+
+export interface Paths {
+  root: string;
+  boot: string;
+  home: string;
+  state: string;
+  modules: string;
+  /** <home>/.syn3systembackup, as in the seed. */
+  systemCopy: string;
+  /** <home>/system/spool, as in the seed. */
+  spool: string;
+}
+
+export interface Config {
+  file: string;
+  host: string;
+  schedule: Schedule;
+  mode: 'spool' | 'snapshot';
+  paths: Paths;
+  moduleTimeoutMs: number;
+  systemSyncExclude: string[];
+  target: TargetConfig;
+}

@@ -1,0 +1,197 @@
+/**
+ * The file target: a directory on a local or USB disk. Layout:
+ *   <path>/.incoming/<id>/home.xfsdump   while a backup is written and verified
+ *   <path>/<id>/home.xfsdump + meta.json once committed (a directory rename)
+ * A directory counts as a backup only when meta.json is in it, and meta.json
+ * is removed first on deletion, so a crash never leaves a half backup listed.
+ */
+import { constants as fsc, createWriteStream } from 'node:fs';
+import { access, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { FileTargetConfig } from '../config/schema.js';
+import { UserError } from '../errors.js';
+import { isMountPoint } from '../mounts.js';
+import { syncDirectory, writeJsonDurable } from '../state/durable.js';
+import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';
+
+const DUMP_FILE = 'home.xfsdump';
+const META_FILE = 'meta.json';
+const INCOMING = '.incoming';
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+export class FileTarget implements Target {
+  readonly description: string;
+
+  constructor(private readonly config: FileTargetConfig) {
+    this.description = `file target ${config.path}`;
+  }
+
+  async check(): Promise<void> {
+    const dir = this.config.path;
+    try {
+      if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
+    } catch {
+      throw new UserError('target', 'the target directory does not exist', {
+        where: dir,
+        hint: this.config.require_mount
+          ? 'Plug in and mount the backup disk there, or correct target.path'
+          : 'Create it (mkdir -p), mount the backup disk there, or correct target.path',
+      });
+    }
+    if (this.config.require_mount && !isMountPoint(dir)) {
+      throw new UserError('target', 'the target directory is not a mount point, and target.require_mount is true', {
+        where: dir,
+        hint: 'Mount the backup disk there (nothing was written, so the root file system cannot fill up)',
+      });
+    }
+    try {
+      await access(dir, fsc.W_OK);
+    } catch {
+      throw new UserError('target', 'the target directory is not writable', {
+        where: dir,
+        hint: 'Check the disk is mounted read-write and the directory is writable by root',
+      });
+    }
+  }
+
+  async write(id: string, source: Readable): Promise<void> {
+    const dir = this.pendingDir(id);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, DUMP_FILE);
+    try {
+      // flush: fsync before close, so a committed backup is on the disk.
+      await pipeline(source, createWriteStream(file, { mode: 0o600, flush: true }));
+    } catch (e) {
+      throw this.writeError(e, file);
+    }
+  }
+
+  async openPending(id: string): Promise<Readable> {
+    return this.openFile(join(this.pendingDir(id), DUMP_FILE));
+  }
+
+  async commit(id: string, metadata: BackupMetadata): Promise<StoredBackup> {
+    const final = this.backupDir(id);
+    const pending = this.pendingDir(id);
+    if (!(await exists(join(final, META_FILE)))) {
+      try {
+        writeJsonDurable(join(pending, META_FILE), metadata, 0o600);
+        await rename(pending, final);
+        syncDirectory(this.config.path);
+      } catch (e) {
+        throw this.writeError(e, final);
+      }
+    }
+    return this.describe(id, metadata);
+  }
+
+  async list(): Promise<StoredBackup[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.config.path);
+    } catch {
+      throw new UserError('target', 'cannot read the target directory', {
+        where: this.config.path,
+        hint: 'Check that the backup disk is mounted and target.path is right',
+      });
+    }
+    const found: StoredBackup[] = [];
+    for (const id of names.filter((n) => ID_PATTERN.test(n))) {
+      const metadata = await readMetadata(join(this.backupDir(id), META_FILE));
+      if (metadata && (await exists(join(this.backupDir(id), DUMP_FILE)))) found.push(this.describe(id, metadata));
+    }
+    return found.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
+  }
+
+  async open(id: string): Promise<Readable> {
+    return this.openFile(join(this.backupDir(id), DUMP_FILE));
+  }
+
+  async remove(id: string): Promise<void> {
+    const dir = this.backupDir(id);
+    await rm(join(dir, META_FILE), { force: true });
+    syncDirectory(this.config.path);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  async cleanPending(keep?: string): Promise<string[]> {
+    const incoming = join(this.config.path, INCOMING);
+    const names = await readdir(incoming).catch(() => [] as string[]);
+    const removed = names.filter((n) => n !== keep);
+    for (const n of removed) await rm(join(incoming, n), { recursive: true, force: true });
+    return removed;
+  }
+
+  private describe(id: string, metadata: BackupMetadata): StoredBackup {
+    return {
+      id,
+      created: metadata.created,
+      size: metadata.size,
+      location: join(this.backupDir(id), DUMP_FILE),
+      metadata,
+    };
+  }
+
+  private backupDir(id: string): string {
+    checkId(id);
+    return join(this.config.path, id);
+  }
+
+  private pendingDir(id: string): string {
+    checkId(id);
+    return join(this.config.path, INCOMING, id);
+  }
+
+  private async openFile(file: string): Promise<Readable> {
+    const handle = await open(file, 'r').catch(() => {
+      throw new UserError('target', 'the backup file cannot be opened', {
+        where: file,
+        hint: 'Check the backup disk is mounted; "syn3-backup list" shows the backups that are there',
+      });
+    });
+    return handle.createReadStream();
+  }
+
+  private writeError(e: unknown, file: string): unknown {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      return new UserError('target', 'the target is full; the partial backup was discarded', {
+        where: file,
+        hint: 'Free space on the backup disk or lower target.retention.keep; the earlier backups were kept',
+        cause: e,
+      });
+    }
+    if (code === 'EROFS' || code === 'EACCES' || code === 'EIO') {
+      return new UserError('target', `writing to the target failed (${code})`, {
+        where: file,
+        hint: 'Check the backup disk (mounted read-write, healthy) and run again',
+        cause: e,
+      });
+    }
+    return e;
+  }
+}
+
+function checkId(id: string): void {
+  if (!ID_PATTERN.test(id)) throw new UserError('usage', `"${id}" is not a backup id`, { hint: 'Use an id that "syn3-backup list" shows' });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function readMetadata(file: string): Promise<BackupMetadata | undefined> {
+  try {
+    const m = JSON.parse(await readFile(file, 'utf8')) as BackupMetadata;
+    return m.format === METADATA_FORMAT ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+

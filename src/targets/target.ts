@@ -1,0 +1,51 @@
+/**
+ * What every backup target offers. Each target (file, smb, tape, ftp, s3)
+ * implements it in one file; backup and restore only ever see this interface.
+ * A backup is written under a temporary name, read back for verification,
+ * and becomes visible to `list` only through `commit`.
+ */
+import type { Readable } from 'node:stream';
+import type { SystemLayout } from '../../machines/types.js';
+
+export const METADATA_FORMAT = 1;
+
+export interface BackupMetadata {
+  format: typeof METADATA_FORMAT;
+  id: string;
+  host: string;
+  created: string;
+  startedAt: string;
+  size: number;
+  sha256: string;
+  compression: 'none';
+  tool: 'xfsdump';
+  program: string;
+  layout: SystemLayout;
+}
+
+export interface StoredBackup {
+  id: string;
+  created: string;
+  size: number;
+  location: string;
+  metadata: BackupMetadata;
+}
+
+export interface Target {
+  /** For messages: "file target /mnt/usb/backups". */
+  readonly description: string;
+  /** Refuse early when the target cannot take a backup (missing, not mounted, unwritable). */
+  check(): Promise<void>;
+  /** Store the stream under a temporary name; an earlier partial of the same id is replaced. */
+  write(id: string, source: Readable): Promise<void>;
+  /** Read back what `write` stored, before it is committed. */
+  openPending(id: string): Promise<Readable>;
+  /** Make the written backup visible, atomically, with its metadata beside it. Idempotent. */
+  commit(id: string, metadata: BackupMetadata): Promise<StoredBackup>;
+  /** Committed backups, oldest first. */
+  list(): Promise<StoredBackup[]>;
+  open(id: string): Promise<Readable>;
+  remove(id: string): Promise<void>;
+  /** Remove temporaries of unfinished runs, except `keep`; returns what was removed. */
+  cleanPending(keep?: string): Promise<string[]>;
+}
