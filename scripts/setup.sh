@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the demo, the tests and the benchmarks need on a fresh Debian 12
+# machine (as root): the Debian tools syn3-backup drives, and the npm packages.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(xfsprogs xfsdump rsync acl attr util-linux fdisk zstd)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: run as root: the tests create loop devices and mount XFS file systems" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
