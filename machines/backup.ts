@@ -144,6 +144,7 @@ export const backupMachine = setup({
         // Before anything is written: tools present, target reachable and mounted.
         preflight: {
           invoke: {
+            id: 'checkReady',
             src: 'checkReady',
             input: ({ context }) => ({ runId: runOf(context).id }),
             onDone: { target: 'systemSync' },
@@ -152,6 +153,7 @@ export const backupMachine = setup({
         },
         systemSync: {
           invoke: {
+            id: 'syncSystem',
             src: 'syncSystem',
             input: ({ context }) => ({ runId: runOf(context).id }),
             onDone: {
@@ -163,6 +165,7 @@ export const backupMachine = setup({
         },
         spool: {
           invoke: {
+            id: 'runSpoolModules',
             src: 'runSpoolModules',
             input: ({ context }) => ({ runId: runOf(context).id }),
             onDone: { target: 'dump' },
@@ -171,6 +174,7 @@ export const backupMachine = setup({
         },
         dump: {
           invoke: {
+            id: 'dumpHome',
             src: 'dumpHome',
             input: ({ context }) => ({ runId: runOf(context).id, layout: runOf(context).layout! }),
             onDone: {
@@ -182,6 +186,7 @@ export const backupMachine = setup({
         },
         verify: {
           invoke: {
+            id: 'verifyDump',
             src: 'verifyDump',
             input: ({ context }) => ({ runId: runOf(context).id, dump: runOf(context).dump! }),
             onDone: { target: 'publish' },
@@ -190,6 +195,7 @@ export const backupMachine = setup({
         },
         publish: {
           invoke: {
+            id: 'publishBackup',
             src: 'publishBackup',
             input: ({ context }) => {
               const run = runOf(context);
@@ -224,6 +230,7 @@ export const backupMachine = setup({
           // The new backup is already published and counted as a success:
           // a retention failure is logged by the actor, never un-publishes it.
           invoke: {
+            id: 'applyRetention',
             src: 'applyRetention',
             input: ({ context }) => ({ runId: runOf(context).id, published: runOf(context).published! }),
             onDone: { target: '#backup.idle', actions: assign({ run: undefined }) },
