@@ -44,7 +44,8 @@ export function createLogger(o: LogOptions): Logger {
 }
 
 const LEVELS: Record<number, string> = { 20: 'debug', 30: 'info', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
-const HIDDEN = new Set(['level', 'time', 'msg', 'runId', 'command', 'pid', 'hostname']);
+// Fields the readable line already says in its message.
+const HIDDEN = new Set(['level', 'time', 'msg', 'runId', 'command', 'pid', 'hostname', 'state', 'step']);
 
 export function humanLine(json: string): string {
   let entry: Record<string, unknown>;

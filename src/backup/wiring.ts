@@ -6,7 +6,7 @@
  * pay for loading them.
  */
 import { mkdir } from 'node:fs/promises';
-import { fromPromise } from 'xstate';
+import { fromPromise, type InputFrom, type OutputFrom } from 'xstate';
 import { backupActors, type DumpInput, type PublishInput, type RetentionInput, type RunInput, type VerifyInput } from '../../machines/backup.js';
 import type { BackupEntry, DumpResult, StepFailure, SystemLayout } from '../../machines/types.js';
 import type { Config } from '../config/schema.js';
@@ -24,9 +24,41 @@ export interface BackupDeps {
   signal?: AbortSignal;
 }
 
+/** The steps as plain async functions: the test harness wraps them to crash on purpose. */
+export type BackupSteps = {
+  [K in keyof typeof backupActors]: (input: InputFrom<(typeof backupActors)[K]>) => Promise<OutputFrom<(typeof backupActors)[K]>>;
+};
+
+/** The machine's step names, as the log and status show them. */
+export const STEP_NAMES: Record<keyof typeof backupActors, string> = {
+  checkReady: 'preflight',
+  syncSystem: 'systemSync',
+  runSpoolModules: 'spool',
+  dumpHome: 'dump',
+  verifyDump: 'verify',
+  publishBackup: 'publish',
+  applyRetention: 'retention',
+};
+
+export function backupImplementations(d: BackupDeps, steps: BackupSteps = backupSteps(d)): typeof backupActors {
+  const wrap = <K extends keyof typeof backupActors>(src: K) => step(STEP_NAMES[src], d.log, steps[src]);
+  return {
+    checkReady: wrap('checkReady'),
+    syncSystem: wrap('syncSystem'),
+    runSpoolModules: wrap('runSpoolModules'),
+    dumpHome: wrap('dumpHome'),
+    verifyDump: wrap('verifyDump'),
+    publishBackup: wrap('publishBackup'),
+    applyRetention: wrap('applyRetention'),
+  };
+}
+
 /** Turns a thrown error into what the machine records: a reason and a time. */
 function step<I, O>(name: string, log: Logger, body: (input: I) => Promise<O>) {
   return fromPromise<O, I>(async ({ input }) => {
+    // XState starts an invoked actor before observers hear of the new state;
+    // yielding once lets the runner save "entered <step>" before any side effect.
+    await Promise.resolve();
     log.info({ step: name }, `${name}: started`);
     try {
       const out = await body(input);
@@ -41,11 +73,11 @@ function step<I, O>(name: string, log: Logger, body: (input: I) => Promise<O>) {
   });
 }
 
-export function backupImplementations(d: BackupDeps): typeof backupActors {
+export function backupSteps(d: BackupDeps): BackupSteps {
   const { config, target, log } = d;
   const { paths } = config;
   return {
-    checkReady: step<RunInput, { checked: string[] }>('preflight', log, async () => {
+    checkReady: async () => {
       const { requireTools } = await import('../../actors/tools.js');
       await requireTools(['rsync', 'xfsdump', 'xfsrestore', 'blkid', 'xfs_info']);
       const home = mountAt(paths.home);
@@ -56,17 +88,17 @@ export function backupImplementations(d: BackupDeps): typeof backupActors {
       }
       await target.check();
       return { checked: ['tools', 'home', target.description] };
-    }),
+    },
 
-    syncSystem: step<RunInput, SystemLayout>('systemSync', log, async () => {
+    syncSystem: async () => {
       const [{ syncSystem }, { readLayout }] = await Promise.all([import('../../actors/rsync.js'), import('../../actors/layout.js')]);
       const alsoExclude = config.target.type === 'file' ? [config.target.path, ...config.systemSyncExclude] : config.systemSyncExclude;
       const { warnings } = await syncSystem({ ...paths, alsoExclude }, d.signal);
       for (const w of warnings) log.warn(w);
       return readLayout(paths);
-    }),
+    },
 
-    runSpoolModules: step<RunInput, { modules: string[] }>('spool', log, async ({ runId }) => {
+    runSpoolModules: async ({ runId }) => {
       const { runModules } = await import('../../actors/modules.js');
       await mkdir(paths.spool, { recursive: true, mode: 0o700 });
       return runModules({
@@ -78,9 +110,9 @@ export function backupImplementations(d: BackupDeps): typeof backupActors {
         log: (msg, fields) => log.info(fields ?? {}, msg),
         signal: d.signal,
       });
-    }),
+    },
 
-    dumpHome: step<DumpInput, DumpResult>('dump', log, async ({ runId }) =>
+    dumpHome: async ({ runId }) =>
       (await import('../../actors/xfsdump.js')).dumpHome({
         home: paths.home,
         id: runId,
@@ -90,13 +122,11 @@ export function backupImplementations(d: BackupDeps): typeof backupActors {
         onProgress: (bytes) => log.info({ bytes }, `dump: ${formatBytes(bytes)} written`),
         signal: d.signal,
       }),
-    ),
 
-    verifyDump: step<VerifyInput, { bytes: number; sha256: string }>('verify', log, async ({ runId, dump }) =>
+    verifyDump: async ({ runId, dump }) =>
       (await import('../../actors/verify.js')).verifyStream(() => target.openPending(runId), dump, target.description, d.signal),
-    ),
 
-    publishBackup: step<PublishInput, BackupEntry & { publishedAt: number }>('publish', log, async (input) => {
+    publishBackup: async (input) => {
       const metadata: BackupMetadata = {
         format: METADATA_FORMAT,
         id: input.runId,
@@ -121,9 +151,9 @@ export function backupImplementations(d: BackupDeps): typeof backupActors {
         host: metadata.host,
         publishedAt: Date.now(),
       };
-    }),
+    },
 
-    applyRetention: step<RetentionInput, { deleted: string[]; finishedAt: number }>('retention', log, async ({ published }) => {
+    applyRetention: async ({ published }) => {
       const mine = (await target.list()).filter((b) => b.metadata.host === config.host);
       const keep = config.target.retention.keep;
       const old = mine.filter((b) => b.id !== published.id).slice(0, Math.max(0, mine.length - keep));
@@ -134,6 +164,6 @@ export function backupImplementations(d: BackupDeps): typeof backupActors {
       const leftovers = await target.cleanPending();
       if (leftovers.length) log.info({ leftovers }, 'retention: removed unfinished writes of earlier runs');
       return { deleted: old.map((b) => b.id), finishedAt: Date.now() };
-    }),
+    },
   };
 }

@@ -33,7 +33,7 @@ export async function backupCommand(kind: 'tick' | 'backup', options: GlobalOpti
       kind === 'tick'
         ? { type: 'TICK', now: Date.now(), schedule: config.schedule, runId: `${config.host}-${runId}` }
         : { type: 'BACKUP_NOW', now: Date.now(), runId: `${config.host}-${runId}` },
-    onState: (state) => log.info({ state }, `state: ${state}`),
+    onState: (state) => log.info({ state }, `→ ${state}`),
   });
   if (outcome.kind === 'busy') {
     const msg = `a backup is already running (pid ${outcome.holder.pid}, since ${outcome.holder.since}); nothing to do`;

@@ -40,7 +40,8 @@ export function parseConfig(text: string, file: string): Config {
   const data: unknown = doc.toJS() ?? {};
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
+    // A misspelt key ("targett") also makes the right one missing: name the typo, which says how to fix both.
+    const issue = parsed.error.issues.find((i) => i.code === 'unrecognized_keys') ?? parsed.error.issues[0]!;
     throw new UserError('config', describeIssue(issue), {
       where: `${file}:${lineOf(doc, lines, issue)}`,
       hint: hintFor(issue),

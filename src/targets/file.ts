@@ -65,6 +65,8 @@ export class FileTarget implements Target {
       // flush: fsync before close, so a committed backup is on the disk.
       await pipeline(source, createWriteStream(file, { mode: 0o600, flush: true }));
     } catch (e) {
+      // A partial dump is useless, and on a full disk it holds the space the next run needs.
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       throw this.writeError(e, file);
     }
   }
