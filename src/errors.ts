@@ -60,7 +60,9 @@ function exitCodeFor(kind: ErrorKind): number {
   switch (kind) {
     case 'usage':
       return EXIT.usage;
+    // Modules are the administrator's own scripts, set up like the configuration.
     case 'config':
+    case 'module':
       return EXIT.config;
     case 'state':
       return EXIT.state;

@@ -22,6 +22,8 @@ export interface BackupDeps {
   target: Target;
   log: Logger;
   signal?: AbortSignal;
+  /** Hears a step's error before the machine reduces it to a reason: the command's exit code comes from it. */
+  onStepError?: (error: unknown) => void;
 }
 
 /** The steps as plain async functions: the test harness wraps them to crash on purpose. */
@@ -41,7 +43,7 @@ export const STEP_NAMES: Record<keyof typeof backupActors, string> = {
 };
 
 export function backupImplementations(d: BackupDeps, steps: BackupSteps = backupSteps(d)): typeof backupActors {
-  const wrap = <K extends keyof typeof backupActors>(src: K) => step(STEP_NAMES[src], d.log, steps[src]);
+  const wrap = <K extends keyof typeof backupActors>(src: K) => step(STEP_NAMES[src], d.log, steps[src], d.onStepError);
   return {
     checkReady: wrap('checkReady'),
     syncSystem: wrap('syncSystem'),
@@ -54,7 +56,7 @@ export function backupImplementations(d: BackupDeps, steps: BackupSteps = backup
 }
 
 /** Turns a thrown error into what the machine records: a reason and a time. */
-function step<I, O>(name: string, log: Logger, body: (input: I) => Promise<O>) {
+function step<I, O>(name: string, log: Logger, body: (input: I) => Promise<O>, onError?: (error: unknown) => void) {
   return fromPromise<O, I>(async ({ input }) => {
     // XState starts an invoked actor before observers hear of the new state;
     // yielding once lets the runner save "entered <step>" before any side effect.
@@ -67,6 +69,7 @@ function step<I, O>(name: string, log: Logger, body: (input: I) => Promise<O>) {
     } catch (e) {
       // The command reports the failure once, at error level; here only the detail.
       log.info({ step: name, failed: true, err: e instanceof UserError ? undefined : e }, `${name} failed: ${reasonOf(e)}`);
+      onError?.(e);
       const failure: StepFailure = { reason: reasonOf(e), at: Date.now() };
       throw failure;
     }

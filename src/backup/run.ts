@@ -1,0 +1,59 @@
+/** One backup machine run in this process: what `tick` and `backup` do, minus the printing. */
+import { backupMachine, type BackupContext } from '../../machines/backup.js';
+import type { HistoryEntry } from '../../machines/types.js';
+import type { Config } from '../config/schema.js';
+import { EXIT, UserError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { runMachine } from '../runner.js';
+import type { LockHolder } from '../state/lock.js';
+import { createTarget } from '../targets/index.js';
+import type { Target } from '../targets/target.js';
+import { backupImplementations, backupSteps, type BackupSteps } from './wiring.js';
+
+export interface BackupRunRequest {
+  config: Config;
+  log: Logger;
+  kind: 'tick' | 'backup';
+  runId: string;
+  signal?: AbortSignal;
+  target?: Target;
+  /** The steps to run; the crash harness passes wrapped ones. */
+  steps?: (target: Target) => BackupSteps;
+}
+
+export type BackupRunResult =
+  | { result: 'busy'; holder: LockHolder }
+  | { result: 'not-due' }
+  | { result: 'success'; entry: HistoryEntry }
+  /** exitCode: the failed step's error's (EXIT.target for a full disk, EXIT.config for a failing module …). */
+  | { result: 'failed'; entry: HistoryEntry; exitCode: number };
+
+export async function runBackup(r: BackupRunRequest): Promise<BackupRunResult> {
+  const { config, log } = r;
+  const target = r.target ?? createTarget(config.target);
+  let failure: unknown;
+  const deps = { config, target, log, ...(r.signal ? { signal: r.signal } : {}), onStepError: (e: unknown) => (failure = e) };
+  const machine = backupMachine.provide({ actors: backupImplementations(deps, r.steps ? r.steps(target) : backupSteps(deps)) });
+  const id = `${config.host}-${r.runId}`;
+  const outcome = await runMachine({
+    machine,
+    name: 'backup',
+    stateDir: config.paths.state,
+    log,
+    command: r.kind,
+    isResting: (s) => !s.matches('running'),
+    event: () =>
+      r.kind === 'tick'
+        ? { type: 'TICK', now: Date.now(), schedule: config.schedule, runId: id }
+        : { type: 'BACKUP_NOW', now: Date.now(), runId: id },
+    onState: (state) => log.info({ state }, `→ ${state}`),
+  });
+  if (outcome.kind === 'busy') return { result: 'busy', holder: outcome.holder };
+  const before = outcome.before.context as BackupContext;
+  const after = outcome.after.context as BackupContext;
+  const finished = after.history.filter((h) => !before.history.some((b) => b.id === h.id && b.finishedAt === h.finishedAt));
+  const last = finished.at(-1);
+  if (!last) return { result: 'not-due' };
+  if (last.result === 'success') return { result: 'success', entry: last };
+  return { result: 'failed', entry: last, exitCode: failure instanceof UserError ? failure.exitCode : EXIT.failed };
+}
