@@ -38,7 +38,9 @@ export interface BackupContext {
 
 export type BackupEvent =
   | { type: 'TICK'; now: number; schedule: Schedule; runId: string }
-  | { type: 'BACKUP_NOW'; now: number; runId: string };
+  | { type: 'BACKUP_NOW'; now: number; runId: string }
+  /** A run that can never finish: the system it was copying was replaced by a restore. */
+  | { type: 'ABANDON'; now: number; reason: string };
 
 export interface RunInput {
   runId: string;
@@ -119,9 +121,23 @@ export const backupMachine = setup({
         history: pushHistory(context.history, entry),
       };
     }),
+    recordAbandoned: assign(({ context, event }) => {
+      const run = runOf(context);
+      const at = event.type === 'ABANDON' ? event.now : run.startedAt;
+      const entry: HistoryEntry = {
+        id: run.id,
+        result: 'failed',
+        startedAt: run.startedAt,
+        finishedAt: at,
+        durationMs: at - run.startedAt,
+        step: 'abandoned',
+        reason: event.type === 'ABANDON' ? event.reason : 'abandoned',
+      };
+      return { run: undefined, history: pushHistory(context.history, entry) };
+    }),
     startRun: assign(({ event }) => ({
       run: {
-        id: event.runId,
+        id: event.type === 'ABANDON' ? '' : event.runId,
         trigger: event.type === 'TICK' ? ('schedule' as const) : ('manual' as const),
         startedAt: event.now,
       },
@@ -139,6 +155,7 @@ export const backupMachine = setup({
       },
     },
     running: {
+      on: { ABANDON: { target: 'idle', actions: 'recordAbandoned' } },
       initial: 'preflight',
       states: {
         // Before anything is written: tools present, target reachable and mounted.

@@ -22,7 +22,11 @@ export function nextSlotAfter(schedule: Schedule, t: number): number {
       const [h, m] = schedule.at.split(':').map(Number) as [number, number];
       const d = new Date(t);
       d.setHours(h, m, 0, 0);
-      if (d.getTime() <= t) d.setDate(d.getDate() + 1);
+      if (d.getTime() <= t) {
+        // Set the time again on the next day: in a DST gap setHours moved it (02:30 → 03:30), and setDate keeps that.
+        d.setDate(d.getDate() + 1);
+        d.setHours(h, m, 0, 0);
+      }
       return d.getTime();
     }
     case 'cron': {

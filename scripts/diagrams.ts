@@ -18,10 +18,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { instance, type Viz } from '@viz-js/viz';
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { backupMachine } from '../machines/backup.js';
+import { restoreMachine } from '../machines/restore.js';
 
 /** The machines to draw: adding one is one line (and its import). */
 export const MACHINES: readonly MachineSource[] = [
   { name: 'backup', source: 'machines/backup.ts', machine: backupMachine },
+  { name: 'restore', source: 'machines/restore.ts', machine: restoreMachine },
 ];
 
 export interface MachineSource {

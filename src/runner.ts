@@ -12,7 +12,11 @@ import { SnapshotStore } from './state/store.js';
 export interface MachineRun {
   machine: AnyStateMachine;
   name: string;
+  /** Where the lock is taken. */
   stateDir: string;
+  store: SnapshotStore;
+  /** Start from this snapshot when nothing is saved (the restore's markers-only recovery). */
+  fallback?: () => AnyMachineSnapshot | undefined;
   log: Logger;
   command: string;
   /** Which states are at rest: the process may exit there. */
@@ -42,8 +46,8 @@ export async function runMachine(r: MachineRun): Promise<RunOutcome> {
   if (!lock.acquired) return { kind: 'busy', holder: lock.holder };
   if (lock.tookOverFrom) r.log.warn({ holder: lock.tookOverFrom }, `took over a stale lock of pid ${lock.tookOverFrom.pid}, which is no longer running`);
   try {
-    const store = new SnapshotStore(r.stateDir, r.name);
-    const saved = store.load();
+    const store = r.store;
+    const saved = store.load() ?? r.fallback?.();
     let actor: AnyActorRef;
     try {
       actor = createActor(r.machine, saved ? { snapshot: saved as AnyMachineSnapshot } : {});

@@ -6,6 +6,7 @@ import { EXIT, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { runMachine } from '../runner.js';
 import type { LockHolder } from '../state/lock.js';
+import { SnapshotStore } from '../state/store.js';
 import { createTarget } from '../targets/index.js';
 import type { Target } from '../targets/target.js';
 import { backupImplementations, backupSteps, type BackupSteps } from './wiring.js';
@@ -39,6 +40,7 @@ export async function runBackup(r: BackupRunRequest): Promise<BackupRunResult> {
     machine,
     name: 'backup',
     stateDir: config.paths.state,
+    store: new SnapshotStore(config.paths.state, 'backup'),
     log,
     command: r.kind,
     isResting: (s) => !s.matches('running'),

@@ -6,11 +6,12 @@
  * pay for loading them.
  */
 import { mkdir } from 'node:fs/promises';
-import { fromPromise, type InputFrom, type OutputFrom } from 'xstate';
+import type { InputFrom, OutputFrom } from 'xstate';
+import { step } from '../steps.js';
 import { backupActors, type DumpInput, type PublishInput, type RetentionInput, type RunInput, type VerifyInput } from '../../machines/backup.js';
-import type { BackupEntry, DumpResult, StepFailure, SystemLayout } from '../../machines/types.js';
+import type { BackupEntry, DumpResult, SystemLayout } from '../../machines/types.js';
 import type { Config } from '../config/schema.js';
-import { reasonOf, UserError } from '../errors.js';
+import { UserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { mountAt } from '../mounts.js';
 import { METADATA_FORMAT, type BackupMetadata, type Target } from '../targets/target.js';
@@ -53,27 +54,6 @@ export function backupImplementations(d: BackupDeps, steps: BackupSteps = backup
     publishBackup: wrap('publishBackup'),
     applyRetention: wrap('applyRetention'),
   };
-}
-
-/** Turns a thrown error into what the machine records: a reason and a time. */
-function step<I, O>(name: string, log: Logger, body: (input: I) => Promise<O>, onError?: (error: unknown) => void) {
-  return fromPromise<O, I>(async ({ input }) => {
-    // XState starts an invoked actor before observers hear of the new state;
-    // yielding once lets the runner save "entered <step>" before any side effect.
-    await Promise.resolve();
-    log.info({ step: name }, `${name}: started`);
-    try {
-      const out = await body(input);
-      log.info({ step: name }, `${name}: done`);
-      return out;
-    } catch (e) {
-      // The command reports the failure once, at error level; here only the detail.
-      log.info({ step: name, failed: true, err: e instanceof UserError ? undefined : e }, `${name} failed: ${reasonOf(e)}`);
-      onError?.(e);
-      const failure: StepFailure = { reason: reasonOf(e), at: Date.now() };
-      throw failure;
-    }
-  });
 }
 
 export function backupSteps(d: BackupDeps): BackupSteps {

@@ -31,14 +31,18 @@ export function parseConfig(text: string, file: string): Config {
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const syntax = doc.errors[0];
   if (syntax) {
-    const at = lines.linePos(syntax.pos[0]);
+    // An over-indented "key: value" line continues the value above it: yaml reports where that value
+    // starts, but the line to fix is the one where that multi-line implicit key ends.
+    const multiline = doc.errors.find((e) => e.code === 'MULTILINE_IMPLICIT_KEY');
+    const at = lines.linePos(multiline ? multiline.pos[1] : syntax.pos[0]);
     throw new UserError('config', `the YAML is malformed: ${firstLine(syntax.message)}`, {
       where: `${file}:${at.line}`,
       hint: 'Fix the indentation or quoting on that line (a value with ":" or "#" needs quotes)',
     });
   }
   const data: unknown = doc.toJS() ?? {};
-  const parsed = configSchema.safeParse(data);
+  // reportInput: without it zod leaves issue.input unset, and every wrong type would read as a missing key.
+  const parsed = configSchema.safeParse(data, { reportInput: true });
   if (!parsed.success) {
     // A misspelt key ("targett") also makes the right one missing: name the typo, which says how to fix both.
     const issue = parsed.error.issues.find((i) => i.code === 'unrecognized_keys') ?? parsed.error.issues[0]!;
@@ -70,6 +74,7 @@ function effective(raw: RawConfig, file: string): Config {
     moduleTimeoutMs: raw.modules.timeout,
     systemSyncExclude: raw.system_sync.exclude,
     target: raw.target,
+    restore: raw.restore,
   };
 }
 
@@ -80,14 +85,33 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     return `unknown key ${keys} in ${at}`;
   }
   if (issue.code === 'invalid_type' && issue.input === undefined) return `${at} is missing`;
+  if (issue.code === 'invalid_type') return `${at} must be ${EXPECTED[issue.expected] ?? issue.expected}, not ${kindOf(issue.input)}`;
   if (issue.code === 'invalid_union' || (issue.code === 'invalid_value' && issue.path.at(-1) === 'type')) {
     return `${at} has an unsupported value`;
   }
   return `${at} ${issue.message.replace(/^Invalid input: /, '')}`;
 }
 
+const EXPECTED: Record<string, string> = {
+  object: 'a mapping (key: value lines)',
+  array: 'a list',
+  string: 'text',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+};
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'empty';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return `the text ${JSON.stringify(value)}`;
+  return `${typeof value === 'number' ? 'the number' : 'the value'} ${String(value)}`;
+}
+
 const KNOWN_KEYS: Record<string, string[]> = {
-  '': ['host', 'schedule', 'mode', 'paths', 'modules', 'system_sync', 'target'],
+  '': ['host', 'schedule', 'mode', 'paths', 'modules', 'system_sync', 'target', 'restore'],
+  restore: ['grub_devices', 'update_grub', 'update_initramfs', 'stop_timeout'],
   schedule: ['daily', 'every', 'cron'],
   paths: ['root', 'boot', 'home', 'state', 'modules'],
   modules: ['timeout'],

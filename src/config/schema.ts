@@ -62,6 +62,17 @@ const pathsSchema = z.strictObject({
   modules: absolutePath.default('/usr/backup/modules'),
 });
 
+const restoreSchema = z.strictObject({
+  /** Disks whose boot code GRUB reinstalls; default: the disk that holds /boot. */
+  grub_devices: z.array(absolutePath).optional(),
+  /** Regenerate grub.cfg with update-grub at first boot (off for sandboxes: it probes the running system). */
+  update_grub: z.boolean().default(true),
+  /** Rebuild the initramfs so its hook can find /home at the next boot. */
+  update_initramfs: z.boolean().default(true),
+  /** How long services get to stop before what still uses /home is killed. */
+  stop_timeout: duration.default(30_000),
+});
+
 export const configSchema = z.strictObject({
   host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a host name').optional(),
   schedule: scheduleSchema,
@@ -72,11 +83,13 @@ export const configSchema = z.strictObject({
     .strictObject({ exclude: z.array(z.string().min(1)).default([]) })
     .default({ exclude: [] }),
   target: targetSchema,
+  restore: restoreSchema.default(restoreSchema.parse({})),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type FileTargetConfig = z.infer<typeof fileTargetSchema>;
 export type TargetConfig = z.infer<typeof targetSchema>;
+export type RestoreConfig = z.infer<typeof restoreSchema>;
 
 
 export interface Paths {
@@ -100,4 +113,5 @@ export interface Config {
   moduleTimeoutMs: number;
   systemSyncExclude: string[];
   target: TargetConfig;
+  restore: RestoreConfig;
 }

@@ -12,6 +12,16 @@ export interface LockHolder {
   pid: number;
   since: string;
   command: string;
+  /** A pid from before a reboot (a restored system carries its lock file along) says nothing. */
+  bootId?: string;
+}
+
+function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
 }
 
 export type LockResult = { acquired: true; release: () => void; tookOverFrom?: LockHolder } | { acquired: false; holder: LockHolder };
@@ -22,7 +32,7 @@ export function acquireLock(stateDir: string, command: string): LockResult {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = openSync(file, 'wx', 0o600);
-      const me: LockHolder = { pid: process.pid, since: new Date().toISOString(), command };
+      const me: LockHolder = { pid: process.pid, since: new Date().toISOString(), command, bootId: bootId() };
       writeSync(fd, JSON.stringify(me));
       fsyncSync(fd);
       closeSync(fd);
@@ -36,7 +46,7 @@ export function acquireLock(stateDir: string, command: string): LockResult {
       }
     }
     const holder = readHolder(file);
-    if (holder && isAlive(holder.pid)) return { acquired: false, holder };
+    if (holder && (!holder.bootId || holder.bootId === bootId()) && isAlive(holder.pid)) return { acquired: false, holder };
     // The holder is dead or the file is unreadable (crash while writing it).
     tookOverFrom = holder ?? { pid: 0, since: 'unknown', command: 'unknown' };
     try {

@@ -78,7 +78,14 @@ export class FileTarget implements Target {
   async commit(id: string, metadata: BackupMetadata): Promise<StoredBackup> {
     const final = this.backupDir(id);
     const pending = this.pendingDir(id);
-    if (!(await exists(join(final, META_FILE)))) {
+    const already = await readMetadata(join(final, META_FILE));
+    if (already && already.sha256 !== metadata.sha256) {
+      throw new UserError('target', `a different backup with id ${id} is already on the target`, {
+        where: final,
+        hint: 'Run the backup again: it gets a new id; the backup already there is kept',
+      });
+    }
+    if (!already) {
       try {
         writeJsonDurable(join(pending, META_FILE), metadata, 0o600);
         await rename(pending, final);

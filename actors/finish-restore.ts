@@ -1,0 +1,25 @@
+/**
+ * The last step of post.restore: disarm post.restore (its execute bit is what
+ * triggered it), and drop the restore's working files from /home, so that the
+ * next backup does not carry them.
+ */
+import { chmod, rm } from 'node:fs/promises';
+import type { Config } from '../src/config/schema.js';
+import { abandonInterruptedBackup } from '../src/restore/run.js';
+import { markerPaths } from './markers.js';
+
+export async function finishRestore(config: Config, log: (m: string) => void, backupId: string): Promise<{ cleaned: string[] }> {
+  const m = markerPaths(config);
+  const cleaned: string[] = [];
+  for (const script of [m.postRestore, m.postRestoreInCopy]) {
+    if (await chmod(script, 0o644).then(() => true, () => false)) cleaned.push(script);
+  }
+  await rm(m.restoreDir, { recursive: true, force: true });
+  await rm(m.initrdConf, { force: true });
+  cleaned.push(m.restoreDir, m.initrdConf);
+  if (abandonInterruptedBackup(config, `the system was restored from backup ${backupId} while this run was copying it`)) {
+    log('the backup run that was copying the system at backup time was written off');
+  }
+  log('restore finished: post.restore disarmed, working files removed');
+  return { cleaned };
+}

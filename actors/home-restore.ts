@@ -1,0 +1,38 @@
+/**
+ * The seed's restore steps 2 and 3: unmount and format /home with the label
+ * and UUID it had at backup time (so /etc/fstab keeps matching), then
+ * xfsrestore it from the target. A refill that finds anything on /home (an
+ * interrupted earlier attempt) formats again first, so it always starts empty.
+ */
+import { readdir } from 'node:fs/promises';
+import type { RestorePlan } from '../machines/restore-types.js';
+import type { Config } from '../src/config/schema.js';
+import type { Target } from '../src/targets/target.js';
+import { format } from './mkfs.js';
+import { mount, mountPointsOf, unmount } from './mount.js';
+import { restoreHome } from './xfsrestore.js';
+
+export async function formatHome(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ device: string }> {
+  const dev = plan.devices.home;
+  const recorded = plan.recorded.home;
+  for (const at of mountPointsOf(dev.device)) {
+    if (at !== dev.mountPoint) continue;
+    log(`unmounting ${at}`);
+    await unmount(at);
+  }
+  log(`formatting ${dev.device} as xfs (label ${recorded.label ?? '-'}, UUID ${recorded.uuid ?? 'new'})`);
+  await format({ device: dev.device, fsType: 'xfs', label: recorded.label, uuid: recorded.uuid, expectUuids: [dev.uuidBefore, recorded.uuid] });
+  await mount(dev.device, config.paths.home, 'xfs');
+  return { device: dev.device };
+}
+
+export async function refillHome(config: Config, target: Target, plan: RestorePlan, log: (m: string) => void): Promise<{ entries: number }> {
+  const left = (await readdir(config.paths.home).catch(() => [] as string[])).filter((n) => n !== 'lost+found');
+  if (left.length || !mountPointsOf(plan.devices.home.device).includes(config.paths.home)) {
+    log(`${config.paths.home} is not freshly formatted (an interrupted earlier attempt): formatting it again`);
+    await formatHome(config, plan, log);
+  }
+  log(`restoring ${config.paths.home} from backup ${plan.backupId} (${plan.size} bytes)`);
+  const source = await target.open(plan.backupId);
+  return restoreHome(source, config.paths.home, { bytes: plan.size, sha256: plan.sha256 }, `${target.description}: backup ${plan.backupId}`);
+}

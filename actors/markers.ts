@@ -1,0 +1,103 @@
+/**
+ * The seed's restore steps 4-6, with the names it gives them, plus what this
+ * program needs to find its way after the reboot: the plan and an
+ * "initrd pending" note on /home (which the initrd does not format), and the
+ * initrd's configuration with a rebuilt initramfs.
+ */
+import { chmod, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { RestorePlan } from '../machines/restore-types.js';
+import type { Config } from '../src/config/schema.js';
+import { writeDurable, writeJsonDurable } from '../src/state/durable.js';
+import { run } from './run.js';
+import { which } from './tools.js';
+
+export const SPOOL_MARKER = '.syn3restorespool';
+export const SYSTEM_MARKER = '.syn3restoresystem';
+export const DRBD_MARKER = 'drbd.primary';
+export const POST_RESTORE = 'etc/postinst.d/post.restore';
+export const RESTORE_DIR = '.syn3restore';
+export const PENDING_INITRD = 'pending-initrd';
+export const PLAN_FILE = 'plan.json';
+export const INITRD_CONF = 'etc/syn3-backup/initrd.conf';
+
+export const POST_RESTORE_SCRIPT = `#!/bin/sh
+# Installed by syn3-backup. The restore sets its execute bit; the first boot
+# runs it to finish the restore (GRUB, module restores, DRBD).
+exec syn3-backup resume
+`;
+
+export function markerPaths(config: Config) {
+  const { paths } = config;
+  return {
+    spool: join(paths.spool, SPOOL_MARKER),
+    system: join(paths.boot, SYSTEM_MARKER),
+    drbd: join(paths.systemCopy, 'boot', DRBD_MARKER),
+    postRestore: join(paths.root, POST_RESTORE),
+    postRestoreInCopy: join(paths.systemCopy, POST_RESTORE),
+    restoreDir: join(paths.home, RESTORE_DIR),
+    pendingInitrd: join(paths.home, RESTORE_DIR, PENDING_INITRD),
+    plan: join(paths.home, RESTORE_DIR, PLAN_FILE),
+    initrdConf: join(paths.root, INITRD_CONF),
+  };
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(() => true, () => false);
+}
+
+async function touch(p: string): Promise<void> {
+  await mkdir(dirname(p), { recursive: true });
+  await writeFile(p, '', { flag: 'a' });
+}
+
+async function makeExecutable(script: string): Promise<void> {
+  if (!(await exists(script))) writeDurable(script, POST_RESTORE_SCRIPT, 0o644);
+  await chmod(script, 0o755);
+}
+
+export async function writeMarkers(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ markers: string[] }> {
+  const m = markerPaths(config);
+  const written: string[] = [];
+  await touch(m.spool);
+  written.push(m.spool);
+  writeJsonDurable(m.plan, plan);
+  if (await exists(config.paths.systemCopy)) {
+    await touch(m.system);
+    await touch(m.drbd);
+    writeDurable(m.pendingInitrd, `${plan.backupId}\n`);
+    written.push(m.system, m.drbd, m.pendingInitrd);
+  } else {
+    log(`${config.paths.systemCopy} does not exist: / and /boot stay as they are`);
+  }
+  for (const script of [m.postRestore, m.postRestoreInCopy]) {
+    if (script === m.postRestoreInCopy && !(await exists(config.paths.systemCopy))) continue;
+    await makeExecutable(script);
+    written.push(script);
+  }
+  written.push(...(await prepareInitrd(config, plan, log)));
+  return { markers: written };
+}
+
+/** What the initramfs hook needs to find /home at the next boot, and the rebuilt initramfs. */
+async function prepareInitrd(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<string[]> {
+  if (!(await exists(config.paths.systemCopy))) return [];
+  const m = markerPaths(config);
+  const homeUuid = plan.recorded.home.uuid ?? plan.devices.home.uuidBefore ?? '';
+  const cli = process.argv[1] ?? '';
+  writeDurable(
+    m.initrdConf,
+    [`SYN3_HOME_UUID=${homeUuid}`, `SYN3_HOME_FSTYPE=xfs`, `SYN3_CONFIG=${config.file}`, `SYN3_NODE=${process.execPath}`, `SYN3_CLI=${cli}`, ''].join('\n'),
+    0o644,
+  );
+  // Only a real system's initramfs: a sandbox's root is not the one this kernel boots.
+  if (config.restore.update_initramfs && config.paths.root === '/') {
+    if (await which('update-initramfs')) await run('update-initramfs', ['-u']);
+    else log('update-initramfs is not installed: the initrd cannot restore / and /boot at the next boot');
+  }
+  return [m.initrdConf];
+}
+
+export async function removeMarker(p: string): Promise<void> {
+  await rm(p, { force: true });
+}

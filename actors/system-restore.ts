@@ -1,0 +1,63 @@
+/**
+ * The initrd phase: / and /boot are formatted with the type, label and UUID
+ * they had at backup time (so fstab and grub.cfg in the copy match them) and
+ * filled from <home>/.syn3systembackup. Each device is checked before it is
+ * formatted; a run interrupted by a power cut simply runs again.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RestorePlan } from '../machines/restore-types.js';
+import type { Config } from '../src/config/schema.js';
+import { UserError } from '../src/errors.js';
+import { format } from './mkfs.js';
+import { mount, mountPointsOf, unmount } from './mount.js';
+import { markerPaths, removeMarker } from './markers.js';
+import { RSYNC_OPTIONS } from './rsync.js';
+import { run } from './run.js';
+
+const NOT_COPIED_BACK = ['/tmp/*', '/run/*', '/proc/*', '/sys/*', '/dev/*', '/home/*'];
+
+export async function restoreSystem(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ restored: string[] }> {
+  const work = await mkdtemp(join(tmpdir(), 'syn3-restore-'));
+  const restored: string[] = [];
+  try {
+    for (const role of ['root', 'boot'] as const) {
+      const dev = plan.devices[role];
+      const recorded = plan.recorded[role];
+      const wasMountedAt = await releaseDevice(dev.device, dev.mountPoint);
+      log(`formatting ${dev.device} as ${recorded.fsType} (label ${recorded.label ?? '-'}, UUID ${recorded.uuid ?? 'new'}) for ${role === 'root' ? '/' : '/boot'}`);
+      await format({ device: dev.device, fsType: recorded.fsType, label: recorded.label, uuid: recorded.uuid, expectUuids: [dev.uuidBefore, recorded.uuid] });
+      const mnt = join(work, role);
+      await mount(dev.device, mnt, recorded.fsType);
+      try {
+        const from = role === 'root' ? `${config.paths.systemCopy}/` : `${config.paths.systemCopy}/boot/`;
+        const excludes = role === 'root' ? [...NOT_COPIED_BACK, '/boot/*'] : [];
+        log(`copying ${from} to ${role === 'root' ? '/' : '/boot'}`);
+        await run('rsync', [...RSYNC_OPTIONS, ...excludes.map((e) => `--exclude=${e}`), from, `${mnt}/`]);
+      } finally {
+        await unmount(mnt);
+      }
+      if (wasMountedAt) await mount(dev.device, wasMountedAt, recorded.fsType);
+      restored.push(`${role}: ${dev.device}`);
+    }
+    await removeMarker(markerPaths(config).pendingInitrd);
+    return { restored };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Unmounts the device from its planned mount point (a sandbox has it mounted); anywhere else is refused. */
+async function releaseDevice(device: string, planned: string): Promise<string | undefined> {
+  const at = mountPointsOf(device);
+  const elsewhere = at.filter((p) => p !== planned);
+  if (elsewhere.length) {
+    throw new UserError('restore', `${device} is mounted at ${elsewhere.join(', ')}, not only at ${planned}`, {
+      hint: 'Unmount it there and run "syn3-backup resume --initrd" again',
+    });
+  }
+  if (!at.length) return undefined;
+  await unmount(planned);
+  return planned;
+}

@@ -1,0 +1,45 @@
+/**
+ * The seed's restore step 3: xfsrestore /home from the target, streamed. The
+ * bytes are hashed on the way in and must match what the backup recorded, and
+ * xfsrestore's own messages must be clean: its exit status alone is not
+ * trusted. -B brings back the owner and mode of /home itself.
+ */
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { UserError } from '../src/errors.js';
+import { Measure, forwardTolerantly } from '../src/streams.js';
+import { finish, start } from './run.js';
+import { XfsrestoreReport } from './xfsrestore-report.js';
+
+export function xfsrestoreArgs(home: string, file?: string): string[] {
+  return ['-F', '-J', '-B', '-f', file ?? '-', home];
+}
+
+export async function restoreHome(source: Readable, home: string, expected: { bytes: number; sha256: string }, where: string): Promise<{ entries: number }> {
+  const args = xfsrestoreArgs(home);
+  const child = start('xfsrestore', args, { stdin: 'pipe', stdout: 'pipe' });
+  const measure = new Measure();
+  const report = new XfsrestoreReport();
+  const [piped, restored, reported] = await Promise.allSettled([
+    pipeline(source, measure, forwardTolerantly(child.stdin!)),
+    finish(child, 'xfsrestore', args),
+    pipeline(child.stdout!, report),
+  ]);
+  if (measure.bytes !== expected.bytes || measure.digest() !== expected.sha256) {
+    throw new UserError('restore', `the backup read from the target during the restore differs from what was recorded (${measure.bytes} of ${expected.bytes} bytes)`, {
+      where,
+      hint: 'The target changed or failed while reading; check it and run "syn3-backup resume" to format /home and restore again',
+    });
+  }
+  if (restored.status === 'rejected') throw restored.reason;
+  const trouble = report.trouble();
+  if (trouble.length) {
+    throw new UserError('restore', `xfsrestore reported problems: ${trouble.slice(0, 3).join(' / ')}`, {
+      where,
+      hint: 'Run "syn3-backup resume" to format /home and restore again; if it repeats, restore from an older backup',
+    });
+  }
+  if (piped.status === 'rejected') throw piped.reason;
+  if (reported.status === 'rejected') throw reported.reason;
+  return { entries: report.entries };
+}

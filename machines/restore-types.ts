@@ -1,0 +1,26 @@
+/** What the restore decided in its preflight: which backup, and which devices on this machine it will rebuild. */
+import type { SystemLayout } from './types.js';
+
+export interface DeviceRef {
+  role: 'root' | 'boot' | 'home';
+  mountPoint: string;
+  device: string;
+  fsType: string;
+  /** UUID of the file system there before the restore (the fresh installation's). */
+  uuidBefore?: string;
+  sizeBytes?: number;
+}
+
+export interface RestorePlan {
+  backupId: string;
+  host: string;
+  created: string;
+  size: number;
+  sha256: string;
+  /** File systems as they were at backup time: what to rebuild them as. */
+  recorded: SystemLayout;
+  /** The devices on this machine that will be formatted. */
+  devices: { root: DeviceRef; boot: DeviceRef; home: DeviceRef };
+  /** Disks whose boot code GRUB reinstalls at first boot. */
+  grubDisks: string[];
+}

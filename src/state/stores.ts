@@ -1,0 +1,19 @@
+/** Where each machine's state lives. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { isMountPoint } from '../mounts.js';
+import { SnapshotStore } from './store.js';
+
+export function backupStore(config: Config): SnapshotStore {
+  return new SnapshotStore(config.paths.state, 'backup');
+}
+
+/**
+ * The restore's state is also kept on /home once the restore has written its
+ * working folder there: the initrd formats /, and the state must outlive it.
+ */
+export function restoreStore(config: Config): SnapshotStore {
+  const dir = join(config.paths.home, '.syn3restore');
+  return new SnapshotStore(config.paths.state, 'restore', [{ dir, usable: () => isMountPoint(config.paths.home) && existsSync(dir) }]);
+}
