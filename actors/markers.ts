@@ -52,7 +52,7 @@ async function touch(p: string): Promise<void> {
 }
 
 async function makeExecutable(script: string): Promise<void> {
-  if (!(await exists(script))) writeDurable(script, POST_RESTORE_SCRIPT, 0o644);
+  if (!(await exists(script))) writeDurable(script, POST_RESTORE_SCRIPT, 0o644, 0o755);
   await chmod(script, 0o755);
 }
 

@@ -12,7 +12,8 @@ import { finish, start } from './run.js';
 import { XfsrestoreReport } from './xfsrestore-report.js';
 
 export function xfsrestoreArgs(home: string, file?: string): string[] {
-  return ['-F', '-J', '-B', '-f', file ?? '-', home];
+  // Like xfsdump, xfsrestore reads stdin from a lone "-", not from "-f -".
+  return ['-F', '-J', '-B', ...(file ? ['-f', file] : ['-']), home];
 }
 
 export async function restoreHome(source: Readable, home: string, expected: { bytes: number; sha256: string }, where: string): Promise<{ entries: number }> {

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { runMachine } from '../runner.js';
 import type { LockHolder } from '../state/lock.js';
 import { SnapshotStore } from '../state/store.js';
+import { restoreInProgress } from '../state/stores.js';
 import { createTarget } from '../targets/index.js';
 import type { Target } from '../targets/target.js';
 import { backupImplementations, backupSteps, type BackupSteps } from './wiring.js';
@@ -25,12 +26,16 @@ export interface BackupRunRequest {
 export type BackupRunResult =
   | { result: 'busy'; holder: LockHolder }
   | { result: 'not-due' }
+  | { result: 'restoring'; state: string }
   | { result: 'success'; entry: HistoryEntry }
   /** exitCode: the failed step's error's (EXIT.target for a full disk, EXIT.config for a failing module …). */
   | { result: 'failed'; entry: HistoryEntry; exitCode: number };
 
 export async function runBackup(r: BackupRunRequest): Promise<BackupRunResult> {
   const { config, log } = r;
+  // A backup now would copy a half-restored system and could retire good backups.
+  const restoring = restoreInProgress(config);
+  if (restoring) return { result: 'restoring', state: restoring };
   const target = r.target ?? createTarget(config.target);
   let failure: unknown;
   const deps = { config, target, log, ...(r.signal ? { signal: r.signal } : {}), onStepError: (e: unknown) => (failure = e) };

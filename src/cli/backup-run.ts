@@ -24,6 +24,14 @@ export async function backupCommand(kind: 'tick' | 'backup', options: GlobalOpti
       log.info(msg);
       return EXIT.ok;
     }
+    case 'restoring':
+      if (kind === 'backup') {
+        throw new UserError('usage', `a restore is in progress (${outcome.state}); no backup is made until it is done`, {
+          hint: 'Finish it with "syn3-backup resume" (see "syn3-backup status")',
+        });
+      }
+      log.info(`a restore is in progress (${outcome.state}): no backup`);
+      return EXIT.ok;
     case 'not-due':
       if (!options.json && process.stderr.isTTY) process.stderr.write('no backup is due\n');
       return EXIT.ok;

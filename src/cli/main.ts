@@ -48,6 +48,32 @@ function program(): Command {
     .option('--json', 'print as JSON: [{id, created, size, location, host, sha256}]')
     .option('--all-hosts', 'also list backups of other hosts on the same target')
     .action(action(async () => (await import('./list.js')).listCommand));
+  cli
+    .command('restore')
+    .description('restore this host from a backup: shows what is destroyed, asks for the host name, then runs until a reboot is needed')
+    .option('--from <id>', 'the backup to restore (default: the newest of this host)')
+    .option('--confirm <host>', "confirm without asking, with this host's name (for scripts)")
+    .option('--json', 'print the result as JSON')
+    .action(action(async () => (await import('./restore.js')).restoreCommand));
+  cli
+    .command('resume')
+    .description('go on with a restore where it stopped (what the boot hooks run); exit 0 when nothing is pending')
+    .option('--initrd', 'run the initrd phase (restore / and /boot); the initramfs hook passes it')
+    .option('--json', 'print the result as JSON')
+    .action(action(async () => (await import('./restore.js')).resumeCommand));
+  cli
+    .command('abort')
+    .description('give up a restore that failed before /home was formatted')
+    .option('--json', 'print the result as JSON')
+    .action(action(async () => (await import('./restore.js')).abortCommand));
+  cli
+    .command('install')
+    .description('install the boot hooks (initramfs hook and premount script, post.restore, first-boot unit), the hourly cron job or timer, /usr/local/bin/syn3-backup and an example configuration; safe to run again')
+    .option('--prefix <dir>', 'install under this root directory instead of / (for packaging and tests; no systemctl, no update-initramfs)')
+    .addOption(new Option('--scheduler <kind>', 'what runs the hourly tick').choices(['cron', 'timer', 'none']).default('cron'))
+    .option('--dry-run', 'print what would change, change nothing')
+    .option('--json', 'print the result as JSON')
+    .action(action(async () => (await import('./install.js')).installCommand));
   const config = cli.command('config').description('check or show the configuration');
   config
     .command('check')

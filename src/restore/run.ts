@@ -41,11 +41,6 @@ export function loadRestoreState(config: Config): { state: string; context: Rest
   return saved ? { state: stateName(saved.value), context: saved.context } : undefined;
 }
 
-export function restoreInProgress(config: Config): string | undefined {
-  const s = loadRestoreState(config);
-  return s && !['idle', 'done'].includes(s.state) ? s.state : undefined;
-}
-
 /**
  * The restored root carries the backup machine's state from the moment the
  * system was copied: a run in progress that can never finish. It is written

@@ -8,14 +8,15 @@ import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 
-export function writeDurable(file: string, data: string, mode = 0o600): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+/** dirMode applies to directories this creates: 0700 for state, 0755 for system places like /etc/postinst.d. */
+export function writeDurable(file: string, data: string, mode = 0o600, dirMode = 0o700): void {
+  mkdirSync(dirname(file), { recursive: true, mode: dirMode });
   writeFileAtomic.sync(file, data, { mode, fsync: true });
   syncDirectory(dirname(file));
 }
 
-export function writeJsonDurable(file: string, value: unknown, mode = 0o600): void {
-  writeDurable(file, `${JSON.stringify(value, null, 2)}\n`, mode);
+export function writeJsonDurable(file: string, value: unknown, mode = 0o600, dirMode = 0o700): void {
+  writeDurable(file, `${JSON.stringify(value, null, 2)}\n`, mode, dirMode);
 }
 
 export function syncDirectory(dir: string): void {

@@ -17,3 +17,11 @@ export function restoreStore(config: Config): SnapshotStore {
   const dir = join(config.paths.home, '.syn3restore');
   return new SnapshotStore(config.paths.state, 'restore', [{ dir, usable: () => isMountPoint(config.paths.home) && existsSync(dir) }]);
 }
+
+/** The restore's state name while one is under way (backups must wait), else undefined. */
+export function restoreInProgress(config: Config): string | undefined {
+  const saved = restoreStore(config).load() as { value: unknown } | undefined;
+  if (!saved) return undefined;
+  const state = typeof saved.value === 'string' ? saved.value : Object.keys(saved.value as object)[0];
+  return state && !['idle', 'done'].includes(state) ? state : undefined;
+}

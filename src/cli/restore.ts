@@ -1,0 +1,133 @@
+/**
+ * `restore`: CONFIRM_RESTORE. Shows what will be destroyed and what comes
+ * back, asks for the host name (or takes --confirm HOST), then runs the
+ * restore up to the point where the machine must reboot.
+ * `resume`: what the boot hooks run. `abort`: give up a restore that failed
+ * before anything was destroyed.
+ */
+import { createInterface } from 'node:readline/promises';
+import type { RestoreContext } from '../../machines/restore.js';
+import { EXIT, UserError } from '../errors.js';
+import { formatBytes } from '../format.js';
+import { mountAt } from '../mounts.js';
+import { loadRestoreState, runRestore, type RestoreRunResult } from '../restore/run.js';
+import { createTarget } from '../targets/index.js';
+import type { StoredBackup } from '../targets/target.js';
+import { commandContext, printJson, type CommandContext, type GlobalOptions } from './context.js';
+
+export async function restoreCommand(options: GlobalOptions & { from?: string; confirm?: string; json?: boolean }): Promise<number> {
+  const ctx = commandContext(options, 'restore');
+  const { config } = ctx;
+  const pending = loadRestoreState(config);
+  if (pending && !['idle', 'done'].includes(pending.state)) {
+    throw new UserError('usage', `a restore of backup ${pending.context.current?.backupId} is already in progress (${pending.state})`, {
+      hint: 'Run "syn3-backup resume" to go on with it, or "syn3-backup abort" if it failed before /home was formatted',
+    });
+  }
+  const backup = await chooseBackup(ctx, options.from);
+  if (!options.json) process.stdout.write(plan(ctx, backup));
+  await confirm(config.host, options.confirm);
+  const outcome = await runRestore(config, ctx.log, 'restore', () => ({ type: 'CONFIRM_RESTORE', now: Date.now(), restoreId: ctx.runId, backupId: backup.id }));
+  return report(outcome, options.json);
+}
+
+export async function resumeCommand(options: GlobalOptions & { initrd?: boolean; json?: boolean }): Promise<number> {
+  const ctx = commandContext(options, options.initrd ? 'resume --initrd' : 'resume');
+  const outcome = await runRestore(ctx.config, ctx.log, 'resume', (s) => {
+    const state = typeof s.value === 'string' ? s.value : '';
+    if (['idle', 'done'].includes(state) && !s.context.current) return undefined;
+    return { type: 'RESUME', now: Date.now(), inInitrd: !!options.initrd };
+  });
+  return report(outcome, options.json);
+}
+
+export async function abortCommand(options: GlobalOptions & { json?: boolean }): Promise<number> {
+  const ctx = commandContext(options, 'abort');
+  const outcome = await runRestore(ctx.config, ctx.log, 'abort', () => ({ type: 'ABORT', now: Date.now() }));
+  if (outcome.result === 'rested' && outcome.state === 'failed') {
+    throw new UserError('usage', `the restore cannot be aborted: it failed at ${outcome.context.current?.failedPhase}, after /home was formatted`, {
+      hint: 'Fix the cause and run "syn3-backup resume" to finish it',
+    });
+  }
+  return report(outcome, options.json);
+}
+
+async function chooseBackup(ctx: CommandContext, from: string | undefined): Promise<StoredBackup> {
+  const target = createTarget(ctx.config.target);
+  const all = await target.list();
+  if (from) {
+    const b = all.find((x) => x.id === from);
+    if (!b) throw new UserError('usage', `backup ${from} is not on ${target.description}`, { hint: 'Run "syn3-backup list --all-hosts" to see the backups there' });
+    return b;
+  }
+  const mine = all.filter((b) => b.metadata.host === ctx.config.host);
+  const latest = mine.at(-1);
+  if (!latest) {
+    throw new UserError('restore', `there is no backup of ${ctx.config.host} on ${target.description}`, {
+      hint: 'Attach the backup target (and check target in the configuration), or name a backup of another host with --from ID',
+    });
+  }
+  return latest;
+}
+
+function plan(ctx: CommandContext, b: StoredBackup): string {
+  const { paths } = ctx.config;
+  const dev = (p: string) => mountAt(p)?.source ?? '(not mounted)';
+  return [
+    `This restores ${ctx.config.host} from backup ${b.id}`,
+    `  made ${b.created} on ${b.metadata.host}, ${formatBytes(b.size)}, from ${b.location}`,
+    `It DESTROYS:`,
+    `  now:              ${paths.home} on ${dev(paths.home)} (formatted, then filled from the backup)`,
+    `  at the next boot: ${paths.root} on ${dev(paths.root)} and ${paths.boot} on ${dev(paths.boot)} (formatted, then filled from the system copy)`,
+    `Services using ${paths.home} are stopped first. The backup is read back in full before anything is formatted.`,
+    '',
+  ].join('\n');
+}
+
+async function confirm(host: string, given: string | undefined): Promise<void> {
+  if (given !== undefined) {
+    if (given !== host) {
+      throw new UserError('usage', `--confirm ${given} does not match this host's name (${host}); nothing was touched`, { hint: `Pass --confirm ${host}` });
+    }
+    return;
+  }
+  if (!process.stdin.isTTY) {
+    throw new UserError('usage', 'the restore needs a confirmation and there is no terminal to ask on; nothing was touched', { hint: `Pass --confirm ${host}` });
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const answer = (await rl.question(`Type the host name (${host}) to confirm: `)).trim();
+  rl.close();
+  if (answer !== host) throw new UserError('usage', 'the confirmation did not match; nothing was touched', { hint: `Type ${host} exactly` });
+}
+
+const NEXT: Record<string, string> = {
+  awaitingReboot: 'Reboot now: at the next boot the initrd restores / and /boot from the system copy.',
+  awaitingFirstBoot: 'Boot the restored system: its first boot finishes the restore (GRUB, module restores, DRBD).',
+  done: 'The system is restored.',
+  idle: 'No restore is in progress.',
+};
+
+function report(outcome: RestoreRunResult, json: boolean | undefined): number {
+  if (outcome.result === 'busy') {
+    throw new UserError('usage', `another syn3-backup run holds the lock (pid ${outcome.holder.pid}, ${outcome.holder.command}, since ${outcome.holder.since})`, {
+      hint: 'Wait for it to finish, then run the command again',
+    });
+  }
+  const c: RestoreContext = outcome.context;
+  if (json) printJson({ state: outcome.state, restore: c.current ?? null, last: c.last ?? null });
+  if (outcome.state === 'failed') {
+    const cur = c.current!;
+    const safe = ['preflight', 'stopServices'].includes(cur.failedPhase ?? '');
+    throw new UserError('restore', `the restore of backup ${cur.backupId} failed at ${cur.failedPhase}: ${cur.reason}`, {
+      hint: safe
+        ? 'Nothing was destroyed yet: fix the cause and run "syn3-backup resume", or "syn3-backup abort"'
+        : 'Fix the cause and run "syn3-backup resume" to go on from this phase',
+      exitCode: EXIT.failed,
+    });
+  }
+  if (!json) {
+    const last = outcome.state === 'done' && outcome.moved ? ` (restored from backup ${c.last?.backupId})` : '';
+    process.stdout.write(`${outcome.moved ? '' : 'Nothing to resume. '}${NEXT[outcome.state] ?? outcome.state}${last}\n`);
+  }
+  return EXIT.ok;
+}
