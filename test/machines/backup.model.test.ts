@@ -50,6 +50,7 @@ function eventsFor(s: Snap): EventObject[] {
     { type: 'TICK', now: T0, schedule, runId: 'r1' } as EventObject,
     { type: 'TICK', now: T0 + 30 * 24 * HOUR, schedule, runId: 'r1' } as EventObject,
     { type: 'BACKUP_NOW', now: T0, runId: 'r1' } as EventObject,
+    { type: 'ABANDON', now: T0 + 50, reason: 'restored' } as EventObject,
   ];
   for (const child of Object.keys(s.children)) {
     events.push({ type: `xstate.done.actor.${child}`, output: OUTPUTS[child] } as EventObject);
@@ -77,6 +78,9 @@ function checkInvariants(c: BackupContext, state: string, lastEvent: EventObject
   if (lastEvent?.type.startsWith('xstate.error.actor.')) {
     const src = lastEvent.type.slice('xstate.error.actor.'.length);
     if (src !== 'applyRetention') expect(c.lastFailure?.step).toBe(STEP_OF[src]);
+  }
+  if (lastEvent?.type === 'ABANDON' && c.history.at(-1)?.step === 'abandoned') {
+    expect(c.history.at(-1)).toMatchObject({ id: 'r1', result: 'failed', reason: 'restored' });
   }
   if (lastEvent?.type === 'xstate.done.actor.publishBackup') {
     expect(c.lastSuccess?.id).toBe('r1');
