@@ -8,7 +8,7 @@ import type { Config } from '../src/config/schema.js';
 import { abandonInterruptedBackup } from '../src/restore/run.js';
 import { markerPaths } from './markers.js';
 
-export async function finishRestore(config: Config, log: (m: string) => void, backupId: string): Promise<{ cleaned: string[] }> {
+export async function finishRestore(config: Config, log: (m: string) => void, backupId: string): Promise<{ cleaned: string[]; finishedAt: number }> {
   const m = markerPaths(config);
   const cleaned: string[] = [];
   for (const script of [m.postRestore, m.postRestoreInCopy]) {
@@ -21,5 +21,5 @@ export async function finishRestore(config: Config, log: (m: string) => void, ba
     log('the backup run that was copying the system at backup time was written off');
   }
   log('restore finished: post.restore disarmed, working files removed');
-  return { cleaned };
+  return { cleaned, finishedAt: Date.now() };
 }

@@ -63,7 +63,7 @@ export const restoreActors = {
   reinstallGrub: notProvided<{ devices: string[] }, PhaseInput>('reinstallGrub'),
   runModuleRestores: notProvided<{ modules: string[] }, PhaseInput>('runModuleRestores'),
   settleDrbd: notProvided<{ drbd: string }, PhaseInput>('settleDrbd'),
-  finishRestore: notProvided<{ cleaned: string[] }, PhaseInput>('finishRestore'),
+  finishRestore: notProvided<{ cleaned: string[]; finishedAt: number }, PhaseInput>('finishRestore'),
 };
 
 const HISTORY_LIMIT = 50;
@@ -118,7 +118,9 @@ export const restoreMachine = setup({
     clearFailure: assign(({ context }) => ({ current: { ...currentOf(context), failedPhase: undefined, reason: undefined } })),
     finish: assign(({ context, event }, params: { result: 'restored' | 'aborted' }) => {
       const { plan: _plan, failedPhase: _failed, ...record } = currentOf(context);
-      const done: RestoreRecord = { ...record, result: params.result, finishedAt: 'now' in event ? event.now : undefined };
+      // An ABORT carries the time; the last phase's output does when the restore completes.
+      const output = (event as unknown as { output?: { finishedAt?: number } }).output;
+      const done: RestoreRecord = { ...record, result: params.result, finishedAt: 'now' in event ? event.now : output?.finishedAt };
       return { current: undefined, last: done, history: [...context.history, done].slice(-HISTORY_LIMIT) };
     }),
   },

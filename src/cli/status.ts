@@ -7,6 +7,9 @@ import { formatBytes, formatMs, formatTime } from '../format.js';
 import { stateName } from '../runner.js';
 import { SnapshotStore } from '../state/store.js';
 import { configOnly, printJson, type GlobalOptions } from './context.js';
+import type { Config } from '../config/schema.js';
+import type { RestoreContext } from '../../machines/restore.js';
+import { restoreStore } from '../state/stores.js';
 
 interface SavedSnapshot {
   value: unknown;
@@ -19,6 +22,7 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
   const context: BackupContext = saved?.context ?? { consecutiveFailures: 0, history: [] };
   const state = saved ? stateName(saved.value) : 'idle';
   const nextDue = dueAt(config.schedule, { lastSuccessAt: context.lastSuccess?.finishedAt, retryAt: context.retryAt });
+  const restore = restoreSummary(config);
   const report = {
     host: config.host,
     state,
@@ -29,10 +33,11 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
     nextDue: nextDue === 0 ? 'now' : formatTime(nextDue),
     target: config.target.type === 'file' ? config.target.path : config.target.type,
     stateFile: new SnapshotStore(config.paths.state, 'backup').file,
+    restore,
   };
   if (options.json) printJson(report);
-  else process.stdout.write(humanStatus(report, context));
-  return state === 'failed' ? EXIT.failed : EXIT.ok;
+  else process.stdout.write(humanStatus(report, context) + (restore ? `restore:       ${restore.summary}\n` : ''));
+  return state === 'failed' || restore?.state === 'failed' ? EXIT.failed : EXIT.ok;
 }
 
 function entryJson(e: HistoryEntry | undefined) {
@@ -49,4 +54,25 @@ function humanStatus(r: { host: string; state: string; nextDue: string; target: 
   if (c.consecutiveFailures) lines.push(`failures:      ${c.consecutiveFailures} in a row; retry not before ${formatTime(c.retryAt)}`);
   lines.push(`next due:      ${r.nextDue}`, `target:        ${r.target}`);
   return `${lines.join('\n')}\n`;
+}
+
+const WAITING: Record<string, string> = {
+  awaitingReboot: 'waiting for a reboot (the initrd restores / and /boot)',
+  awaitingFirstBoot: 'waiting for the first boot of the restored system (post.restore)',
+};
+
+/** The restore's part of the status: in progress, failed (with what to do), or the last one done. */
+function restoreSummary(config: Config) {
+  const saved = restoreStore(config).load() as { value: unknown; context: RestoreContext } | undefined;
+  if (!saved) return null;
+  const state = stateName(saved.value);
+  const c = saved.context;
+  const cur = c.current;
+  let summary: string;
+  if (cur && state === 'failed') summary = `backup ${cur.backupId}: FAILED at ${cur.failedPhase}: ${cur.reason} (run "syn3-backup resume" after fixing it)`;
+  else if (cur) summary = `backup ${cur.backupId}: ${WAITING[state] ?? `in progress (${state})`}`;
+  else if (c.last?.result === 'restored') summary = `the system was restored from backup ${c.last.backupId} at ${formatTime(c.last.finishedAt)}`;
+  else if (c.last) summary = `the restore of backup ${c.last.backupId} was ${c.last.result}`;
+  else return null;
+  return { state, backupId: cur?.backupId ?? c.last?.backupId ?? null, failedPhase: cur?.failedPhase ?? null, reason: cur?.reason ?? null, last: c.last ?? null, summary };
 }

@@ -28,7 +28,7 @@ const plan: RestorePlan = {
   },
   grubDisks: ['/dev/vda'],
 };
-const OUTPUT: Record<string, unknown> = { checkBackupReadable: plan };
+const OUTPUT: Record<string, unknown> = { checkBackupReadable: plan, finishRestore: { cleaned: [], finishedAt: T0 + 9 } };
 const failure = { reason: 'boom', at: T0 + 5 };
 const NOT_YET_DESTRUCTIVE = new Set(['preflight', 'stopServices']);
 
@@ -83,7 +83,7 @@ function checkInvariants(c: RestoreContext, state: string, event: EventObject, b
     expect(c.current?.failedPhase).toBeTruthy();
   }
   if (event.type === 'ABORT' && before === 'failed' && state === 'idle') expect(c.last?.result).toBe('aborted');
-  if (state === 'done') expect(c.last).toMatchObject({ backupId: 'b1', result: 'restored' });
+  if (state === 'done') expect(c.last).toMatchObject({ backupId: 'b1', result: 'restored', finishedAt: T0 + 9 });
 }
 
 describe('the restore machine, walked transition by transition', () => {
