@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(xfsprogs xfsdump rsync acl attr util-linux fdisk zstd)
+# grub-pc-bin, grub2-common and udev: the restore reinstalls GRUB (tested on a loop disk).
+APT_PACKAGES=(xfsprogs xfsdump rsync acl attr util-linux fdisk zstd grub-pc-bin grub2-common udev)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup: run as root: the tests create loop devices and mount XFS file systems" >&2
