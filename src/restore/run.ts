@@ -8,7 +8,7 @@ import { runMachine, stateName } from '../runner.js';
 import type { LockHolder } from '../state/lock.js';
 import { backupStore, restoreStore } from '../state/stores.js';
 import { createTarget } from '../targets/index.js';
-import { restoreImplementations } from './wiring.js';
+import { restoreImplementations, restoreSteps, type RestoreDeps, type RestoreSteps } from './wiring.js';
 import { recoverFromMarkers } from './markers-only.js';
 
 export const RESTING = ['idle', 'awaitingReboot', 'awaitingFirstBoot', 'done', 'failed'];
@@ -17,8 +17,16 @@ export type RestoreRunResult =
   | { result: 'busy'; holder: LockHolder }
   | { result: 'rested'; state: string; moved: boolean; context: RestoreContext };
 
-export async function runRestore(config: Config, log: Logger, command: string, event: (s: AnyMachineSnapshot) => RestoreEvent | undefined): Promise<RestoreRunResult> {
-  const machine = restoreMachine.provide({ actors: restoreImplementations({ config, target: createTarget(config.target), log }) });
+export async function runRestore(
+  config: Config,
+  log: Logger,
+  command: string,
+  event: (s: AnyMachineSnapshot) => RestoreEvent | undefined,
+  /** The phases to run; the crash harness passes wrapped ones. */
+  steps?: (deps: RestoreDeps) => RestoreSteps,
+): Promise<RestoreRunResult> {
+  const deps = { config, target: createTarget(config.target), log };
+  const machine = restoreMachine.provide({ actors: restoreImplementations(deps, steps ? steps(deps) : restoreSteps(deps)) });
   const outcome = await runMachine({
     machine,
     name: 'restore',

@@ -1,6 +1,6 @@
 /** The real actors behind the restore machine's phases. Each can run again after a crash. */
-import type { PhaseInput } from '../../machines/restore.js';
-import { restoreActors } from '../../machines/restore.js';
+import type { InputFrom, OutputFrom } from 'xstate';
+import { restoreActors, type PhaseInput, type RestorePhase } from '../../machines/restore.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { step } from '../steps.js';
@@ -12,25 +12,54 @@ export interface RestoreDeps {
   log: Logger;
 }
 
-export function restoreImplementations(d: RestoreDeps): typeof restoreActors {
+type Src = keyof typeof restoreActors;
+
+/** The phases as plain async functions: the crash harness wraps them. */
+export type RestoreSteps = { [K in Src]: (input: InputFrom<(typeof restoreActors)[K]>) => Promise<OutputFrom<(typeof restoreActors)[K]>> };
+
+export const PHASE_OF: Record<Src, RestorePhase> = {
+  checkBackupReadable: 'preflight',
+  stopServices: 'stopServices',
+  formatHome: 'formatHome',
+  restoreHome: 'restoreHome',
+  writeMarkers: 'markers',
+  restoreSystem: 'initrd',
+  reinstallGrub: 'grub',
+  runModuleRestores: 'moduleRestores',
+  settleDrbd: 'drbd',
+  finishRestore: 'finish',
+};
+
+export function restoreSteps(d: RestoreDeps): RestoreSteps {
   const { config, target, log } = d;
   const say = (m: string) => log.info(m);
   return {
-    checkBackupReadable: step('preflight', log, async ({ backupId }: { restoreId: string; backupId: string }) =>
-      (await import('../../actors/restore-preflight.js')).planRestore(config, target, backupId),
-    ),
-    stopServices: step('stopServices', log, async () =>
+    checkBackupReadable: async ({ backupId }) => (await import('../../actors/restore-preflight.js')).planRestore(config, target, backupId),
+    stopServices: async () =>
       (await import('../../actors/services.js')).stopServicesUsing({ home: config.paths.home, timeoutMs: config.restore.stop_timeout, log: say }),
-    ),
-    formatHome: step('formatHome', log, async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).formatHome(config, plan, say)),
-    restoreHome: step('restoreHome', log, async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).refillHome(config, target, plan, say)),
-    writeMarkers: step('markers', log, async ({ plan }: PhaseInput) => (await import('../../actors/markers.js')).writeMarkers(config, plan, say)),
-    restoreSystem: step('initrd', log, async ({ plan }: PhaseInput) => (await import('../../actors/system-restore.js')).restoreSystem(config, plan, say)),
-    reinstallGrub: step('grub', log, async ({ plan }: PhaseInput) => (await import('../../actors/grub.js')).reinstallGrub(config, plan, say)),
-    runModuleRestores: step('moduleRestores', log, async ({ backupId }: PhaseInput) =>
-      (await import('../../actors/module-restores.js')).runModuleRestores(config, backupId, say),
-    ),
-    settleDrbd: step('drbd', log, async () => (await import('../../actors/drbd.js')).settleDrbd(config, say)),
-    finishRestore: step('finish', log, async ({ backupId }: PhaseInput) => (await import('../../actors/finish-restore.js')).finishRestore(config, say, backupId)),
+    formatHome: async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).formatHome(config, plan, say),
+    restoreHome: async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).refillHome(config, target, plan, say),
+    writeMarkers: async ({ plan }: PhaseInput) => (await import('../../actors/markers.js')).writeMarkers(config, plan, say),
+    restoreSystem: async ({ plan }: PhaseInput) => (await import('../../actors/system-restore.js')).restoreSystem(config, plan, say),
+    reinstallGrub: async ({ plan }: PhaseInput) => (await import('../../actors/grub.js')).reinstallGrub(config, plan, say),
+    runModuleRestores: async ({ backupId }: PhaseInput) => (await import('../../actors/module-restores.js')).runModuleRestores(config, backupId, say),
+    settleDrbd: async () => (await import('../../actors/drbd.js')).settleDrbd(config, say),
+    finishRestore: async ({ backupId }: PhaseInput) => (await import('../../actors/finish-restore.js')).finishRestore(config, say, backupId),
+  };
+}
+
+export function restoreImplementations(d: RestoreDeps, steps: RestoreSteps = restoreSteps(d)): typeof restoreActors {
+  const wrap = <K extends Src>(src: K) => step(PHASE_OF[src], d.log, steps[src]);
+  return {
+    checkBackupReadable: wrap('checkBackupReadable'),
+    stopServices: wrap('stopServices'),
+    formatHome: wrap('formatHome'),
+    restoreHome: wrap('restoreHome'),
+    writeMarkers: wrap('writeMarkers'),
+    restoreSystem: wrap('restoreSystem'),
+    reinstallGrub: wrap('reinstallGrub'),
+    runModuleRestores: wrap('runModuleRestores'),
+    settleDrbd: wrap('settleDrbd'),
+    finishRestore: wrap('finishRestore'),
   };
 }
