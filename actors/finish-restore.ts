@@ -16,7 +16,9 @@ export async function finishRestore(config: Config, log: (m: string) => void, ba
   }
   await rm(m.restoreDir, { recursive: true, force: true });
   await rm(m.initrdConf, { force: true });
-  cleaned.push(m.restoreDir, m.initrdConf);
+  // The copy's drbd.primary only rode along to /boot in the initrd; /home must hold what the backup held.
+  await rm(m.drbd, { force: true });
+  cleaned.push(m.restoreDir, m.initrdConf, m.drbd);
   if (abandonInterruptedBackup(config, `the system was restored from backup ${backupId} while this run was copying it`)) {
     log('the backup run that was copying the system at backup time was written off');
   }

@@ -6,40 +6,67 @@ import type { FsIdentity, SystemLayout } from '../machines/types.js';
 import { UserError } from '../src/errors.js';
 import { mountAt } from '../src/mounts.js';
 import { run } from './run.js';
+import { readFile, realpath } from 'node:fs/promises';
+import { basename } from 'node:path';
 
 export async function readLayout(paths: { root: string; boot: string; home: string }): Promise<SystemLayout> {
-  const [root, boot, home] = await Promise.all([identify(paths.root, 'root'), identify(paths.boot, 'boot'), identify(paths.home, 'home')]);
+  const roles = { root: paths.root, boot: paths.boot, home: paths.home };
+  const mounts = Object.fromEntries(
+    Object.entries(roles).map(([role, mountPoint]) => {
+      const mount = mountAt(mountPoint);
+      if (!mount) {
+        throw new UserError('config', `paths.${role} (${mountPoint}) is not a mount point`, {
+          hint: `Each of /, /boot and /home must be its own file system so it can be rebuilt on a new disk; fix paths.${role}`,
+        });
+      }
+      return [role, mount];
+    }),
+  );
+  // One blkid for all devices and sizes from sysfs: this runs on every backup, and each
+  // process start costs more than the answer (xfs_info alone is a script that starts four).
+  const devices = Object.values(mounts).map((m) => m.source).filter((d) => d.startsWith('/dev/'));
+  const probed = await blkid(devices);
+  const identify = async (role: 'root' | 'boot' | 'home'): Promise<FsIdentity> => {
+    const mount = mounts[role]!;
+    const identity: FsIdentity = { mountPoint: roles[role], device: mount.source, fsType: mount.fsType };
+    const p = probed.get(mount.source);
+    if (p?.UUID) identity.uuid = p.UUID;
+    if (p?.LABEL) identity.label = p.LABEL;
+    const size = await sizeOf(mount.source);
+    if (size) identity.sizeBytes = size;
+    if (mount.fsType === 'xfs') identity.xfs = parseXfsInfo((await run('xfs_spaceman', ['-c', 'info', roles[role]])).stdout);
+    return identity;
+  };
+  const [root, boot, home] = await Promise.all([identify('root'), identify('boot'), identify('home')]);
   return { root, boot, home };
 }
 
-async function identify(mountPoint: string, role: string): Promise<FsIdentity> {
-  const mount = mountAt(mountPoint);
-  if (!mount) {
-    throw new UserError('config', `paths.${role} (${mountPoint}) is not a mount point`, {
-      hint: `Each of /, /boot and /home must be its own file system so it can be rebuilt on a new disk; fix paths.${role}`,
-    });
+/** blkid -p -o export a b c: blocks of KEY=value lines, one per device, each starting with DEVNAME. */
+async function blkid(devices: string[]): Promise<Map<string, Record<string, string>>> {
+  const found = new Map<string, Record<string, string>>();
+  if (!devices.length) return found;
+  const { stdout } = await run('blkid', ['-p', '-o', 'export', ...new Set(devices)]).catch((e: { cause?: { stdout?: string } }) => ({ stdout: e.cause?.stdout ?? '' }));
+  for (const block of stdout.split(/\n\s*\n/)) {
+    const fields = Object.fromEntries(
+      block
+        .split('\n')
+        .map((l) => l.split('='))
+        .filter((kv): kv is [string, string] => kv.length >= 2)
+        .map(([k, ...v]) => [k, v.join('=')]),
+    );
+    if (fields.DEVNAME) found.set(fields.DEVNAME, fields);
   }
-  const identity: FsIdentity = { mountPoint, device: mount.source, fsType: mount.fsType };
-  if (mount.source.startsWith('/dev/')) {
-    const probe = await blkid(mount.source);
-    if (probe.UUID) identity.uuid = probe.UUID;
-    if (probe.LABEL) identity.label = probe.LABEL;
-    const size = await run('blockdev', ['--getsize64', mount.source]).catch(() => undefined);
-    if (size) identity.sizeBytes = Number(size.stdout.trim());
-  }
-  if (mount.fsType === 'xfs') identity.xfs = parseXfsInfo((await run('xfs_info', [mountPoint])).stdout);
-  return identity;
+  return found;
 }
 
-async function blkid(device: string): Promise<Record<string, string>> {
-  const { stdout } = await run('blkid', ['-p', '-o', 'export', device]).catch(() => ({ stdout: '' }));
-  return Object.fromEntries(
-    stdout
-      .split('\n')
-      .map((l) => l.split('='))
-      .filter((kv): kv is [string, string] => kv.length >= 2)
-      .map(([k, ...v]) => [k, v.join('=')]),
-  );
+async function sizeOf(device: string): Promise<number | undefined> {
+  if (!device.startsWith('/dev/')) return undefined;
+  try {
+    const name = basename(await realpath(device));
+    return Number((await readFile(`/sys/class/block/${name}/size`, 'utf8')).trim()) * 512;
+  } catch {
+    return undefined;
+  }
 }
 
 /** "meta-data=/dev/loop0 isize=512 agcount=4, agsize=19200 blks" → { isize: 512, agcount: 4, … } per section. */

@@ -4,6 +4,7 @@
  * secrets are passed through files or stdin, never argv (callers' duty, and
  * `redact` scrubs anything that slipped into a message).
  */
+import { spawn } from 'node:child_process';
 import { execa, type ResultPromise, type Options } from 'execa';
 import { UserError } from '../src/errors.js';
 
@@ -62,6 +63,32 @@ export function start(
     stdout: options.stdout ?? 'pipe',
     buffer: { stdout: false, stderr: true },
   });
+}
+
+/**
+ * Runs a program whose stdout is an open file: the descriptor is handed to the
+ * child as is, so its output never passes through this process. (execa only
+ * passes the standard streams through like this, hence node's own spawn.)
+ */
+export async function runToFile(cmd: string, args: readonly string[], fd: number, options: RunOptions = {}): Promise<RunResult> {
+  const child = spawn(cmd, args, {
+    stdio: ['ignore', fd, 'pipe'],
+    env: { ...process.env, LC_ALL: 'C', ...options.env },
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-65_536);
+  });
+  const outcome = await new Promise<{ code: number | null; signal: string | null; error?: NodeJS.ErrnoException }>((resolve) => {
+    child.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  if (outcome.error || outcome.code !== 0) {
+    throw toolError(cmd, args, { code: outcome.error?.code, exitCode: outcome.code ?? undefined, signal: outcome.signal ?? undefined, stderr, isCanceled: outcome.error?.name === 'AbortError' }, options.secrets);
+  }
+  return { stdout: '', stderr };
 }
 
 export async function finish(

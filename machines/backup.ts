@@ -54,7 +54,7 @@ export interface VerifyInput extends RunInput {
 export interface PublishInput extends RunInput {
   startedAt: number;
   layout: SystemLayout;
-  dump: DumpResult;
+  dump: DumpResult & { sha256: string };
 }
 export interface RetentionInput extends RunInput {
   published: BackupEntry;
@@ -206,7 +206,11 @@ export const backupMachine = setup({
             id: 'verifyDump',
             src: 'verifyDump',
             input: ({ context }) => ({ runId: runOf(context).id, dump: runOf(context).dump! }),
-            onDone: { target: 'publish' },
+            // The checksum of what was read back is the one the backup keeps.
+            onDone: {
+              target: 'publish',
+              actions: assign({ run: ({ context, event }) => ({ ...runOf(context), dump: { ...runOf(context).dump!, sha256: event.output.sha256 } }) }),
+            },
             onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'verify' } } },
           },
         },
@@ -216,7 +220,7 @@ export const backupMachine = setup({
             src: 'publishBackup',
             input: ({ context }) => {
               const run = runOf(context);
-              return { runId: run.id, startedAt: run.startedAt, layout: run.layout!, dump: run.dump! };
+              return { runId: run.id, startedAt: run.startedAt, layout: run.layout!, dump: { ...run.dump!, sha256: run.dump!.sha256 ?? '' } };
             },
             onDone: {
               target: 'retention',

@@ -20,7 +20,8 @@ export interface SystemLayout {
 
 export interface DumpResult {
   bytes: number;
-  sha256: string;
+  /** Taken while streaming; a dump written directly to a local file gets it from the verify step. */
+  sha256?: string;
   startedAt: number;
   finishedAt: number;
 }

@@ -4,7 +4,7 @@
  * a tick with nothing to do prints nothing and cron mails only trouble), or
  * JSON lines with --log-format json (for journald).
  */
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger, type StreamEntry } from 'pino';
 
@@ -23,13 +23,17 @@ export interface LogOptions {
 
 export const LOG_FILE = 'syn3-backup.log';
 
+/** While a restore rebuilds the file system under paths.state the log file is gone; the console still has the line. */
+const tryAppend = (file: string, line: string): boolean => { try { appendFileSync(file, line, { mode: 0o600 }); return true; } catch { return false; } };
+
 export function createLogger(o: LogOptions): Logger {
   const streams: StreamEntry[] = [];
   if (o.stateDir) {
     const file = join(o.stateDir, LOG_FILE);
     mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     closeSync(openSync(file, 'a', 0o600));
-    streams.push({ level: 'debug', stream: pino.destination({ dest: file, sync: true }) });
+    // Opened per line, never held open: the initrd phase of a sandbox restore unmounts and formats the / that paths.state is on.
+    streams.push({ level: 'debug', stream: { write: (line: string) => void tryAppend(file, line) } });
   }
   const quiet = o.quiet ?? (o.format === 'auto' && !process.stderr.isTTY);
   const consoleLevel = o.verbose ? 'debug' : quiet && o.format !== 'json' ? 'warn' : 'info';

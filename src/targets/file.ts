@@ -71,6 +71,20 @@ export class FileTarget implements Target {
     }
   }
 
+  async localWrite(id: string): Promise<{ file: string; fail: (error: unknown) => Promise<unknown> }> {
+    const dir = this.pendingDir(id);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, DUMP_FILE);
+    return {
+      file,
+      fail: async (e) => {
+        await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+        return this.writeError(e, file);
+      },
+    };
+  }
+
   async openPending(id: string): Promise<Readable> {
     return this.openFile(join(this.pendingDir(id), DUMP_FILE));
   }
@@ -165,7 +179,9 @@ export class FileTarget implements Target {
   }
 
   private writeError(e: unknown, file: string): unknown {
-    const code = (e as NodeJS.ErrnoException).code;
+    const said = e instanceof Error ? e.message : '';
+    // A program that wrote the file itself (xfsdump) reports a full disk in words, not as a code.
+    const code = /No space left on device/i.test(said) ? 'ENOSPC' : (e as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'EDQUOT') {
       return new UserError('target', 'the target is full; the partial backup was discarded', {
         where: file,

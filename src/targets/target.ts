@@ -38,6 +38,12 @@ export interface Target {
   check(): Promise<void>;
   /** Store the stream under a temporary name; an earlier partial of the same id is replaced. */
   write(id: string, source: Readable): Promise<void>;
+  /**
+   * For a target that is a local file: a fresh temporary file a program can
+   * write the backup to directly, with no copy through this process; `fail`
+   * turns a write error into the target's error and removes the partial.
+   */
+  localWrite?(id: string): Promise<{ file: string; fail: (error: unknown) => Promise<unknown> }>;
   /** Read back what `write` stored, before it is committed. */
   openPending(id: string): Promise<Readable>;
   /** Make the written backup visible, atomically, with its metadata beside it. Idempotent. */
