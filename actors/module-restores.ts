@@ -4,7 +4,7 @@ import type { Config } from '../src/config/schema.js';
 import { markerPaths, removeMarker } from './markers.js';
 import { runModules } from './modules.js';
 
-export async function runModuleRestores(config: Config, backupId: string, log: (m: string) => void): Promise<{ modules: string[] }> {
+export async function runModuleRestores(config: Config, backupId: string, log: (m: string, fields?: Record<string, unknown>) => void): Promise<{ modules: string[] }> {
   const marker = markerPaths(config).spool;
   if (!(await stat(marker).then(() => true, () => false))) {
     log(`${marker} is absent: no module restores to run`);
@@ -16,7 +16,7 @@ export async function runModuleRestores(config: Config, backupId: string, log: (
     env: { SYN3_SPOOL: config.paths.spool, SYN3_BACKUP_ID: backupId },
     cwd: config.paths.spool,
     timeoutMs: config.moduleTimeoutMs,
-    log: (m) => log(m),
+    log,
   });
   await removeMarker(marker);
   return result;

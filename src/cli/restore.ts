@@ -118,10 +118,9 @@ function report(outcome: RestoreRunResult, json: boolean | undefined): number {
   if (outcome.state === 'failed') {
     const cur = c.current!;
     const safe = ['preflight', 'stopServices'].includes(cur.failedPhase ?? '');
+    const again = cur.failedPhase === 'initrd' ? 'reboot (or leave the initramfs shell) to run it again, or run "syn3-backup resume --initrd"' : 'run "syn3-backup resume" to go on from this phase';
     throw new UserError('restore', `the restore of backup ${cur.backupId} failed at ${cur.failedPhase}: ${cur.reason}`, {
-      hint: safe
-        ? 'Nothing was destroyed yet: fix the cause and run "syn3-backup resume", or "syn3-backup abort"'
-        : 'Fix the cause and run "syn3-backup resume" to go on from this phase',
+      hint: safe ? `Nothing was destroyed yet: fix the cause and ${again}, or "syn3-backup abort"` : `Fix the cause and ${again}`,
       exitCode: EXIT.failed,
     });
   }

@@ -32,7 +32,7 @@ export const PHASE_OF: Record<Src, RestorePhase> = {
 
 export function restoreSteps(d: RestoreDeps): RestoreSteps {
   const { config, target, log } = d;
-  const say = (m: string) => log.info(m);
+  const say = (m: string, fields?: Record<string, unknown>) => log.info(fields ?? {}, m);
   return {
     checkBackupReadable: async ({ backupId }) => (await import('../../actors/restore-preflight.js')).planRestore(config, target, backupId),
     stopServices: async () =>
