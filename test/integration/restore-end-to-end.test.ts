@@ -12,10 +12,15 @@ import { access, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli, SANDBOX_HOST, type CliResult } from '../support/cli.js';
+import fc from 'fast-check';
+import { processesUsing } from '../../actors/services.js';
+import type { RestoreSteps } from '../../src/restore/wiring.js';
+import { REPO_ROOT, runCli, SANDBOX_HOST, type CliResult } from '../support/cli.js';
+import type { RestoreCrashPoint } from '../support/restore-crash-harness.js';
 import { destroyAllDisks, probeFs } from '../support/partitioned-disk.js';
 import {
   buildOldMachine,
+  emptyTmp,
   identities,
   installNewMachine,
   markers,
@@ -427,4 +432,100 @@ describe('a restore whose saved state is lost: the markers and plan.json alone l
     const old = await oldMachine();
     expect(await whatIsWrong(old, await restored())).toEqual(allWell(old));
   }, TIMEOUT);
+});
+
+/**
+ * A property over crash points: the restore is killed (SIGKILL) at the start of
+ * any phase, once its state was saved, right after its side effect, or after a
+ * random number of bytes read from the backup (the preflight's read or
+ * xfsrestore's); the machine "reboots" (what the killed run mounted is gone),
+ * and the administrator and the boot hooks go on as status says. Every case
+ * ends exactly as an uninterrupted restore.
+ */
+describe('a restore killed at any point', () => {
+  const HARNESS = join(REPO_ROOT, 'dist/test/support/restore-crash-harness.js');
+  const STAGES = ['restore', 'resume-initrd', 'resume'] as const;
+  type Stage = (typeof STAGES)[number];
+  const STAGE_OF: Record<keyof RestoreSteps, Stage> = {
+    checkBackupReadable: 'restore',
+    stopServices: 'restore',
+    formatHome: 'restore',
+    restoreHome: 'restore',
+    writeMarkers: 'restore',
+    restoreSystem: 'resume-initrd',
+    reinstallGrub: 'resume',
+    runModuleRestores: 'resume',
+    settleDrbd: 'resume',
+    finishRestore: 'resume',
+  };
+  let cases = 0;
+
+  async function runStage(m: NewMachine, stage: Stage): Promise<void> {
+    if (stage === 'restore') expectOk('restore', await runCli(m.config, ['restore', '--confirm', SANDBOX_HOST]));
+    if (stage === 'resume-initrd') {
+      expectOk('resume --initrd', await runCli(m.initrdConfig, ['resume', '--initrd'], { env: { TMPDIR: m.tmp } }));
+      await bootRestoredSystem(m);
+    }
+    if (stage === 'resume') expectOk('resume', await runCli(m.config, ['resume']));
+  }
+
+  /** What a reboot after a power cut leaves: no process of the killed run, none of its mounts. */
+  async function reboot(m: NewMachine): Promise<void> {
+    await waitUntil('the killed run to leave the machine', async () => (await processesUsing(m.dir)).length === 0, 30_000, 50);
+    for (const v of [m.root, m.boot, m.home]) {
+      for (const at of await mountsOf(v.device)) if (at !== v.mountPoint) await execa('umount', [at]);
+    }
+    await emptyTmp(m.tmp);
+    await bootRestoredSystem(m);
+  }
+
+  async function crashThenFinish(crash: RestoreCrashPoint): Promise<void> {
+    const old = await oldMachine();
+    const machine = await installNewMachine(old, `crash-${++cases}`);
+    try {
+      const crashStage: Stage = crash.kind === 'inRead' ? 'restore' : STAGE_OF[crash.step];
+      for (const stage of STAGES.slice(0, STAGES.indexOf(crashStage))) await runStage(machine, stage);
+      const config = crashStage === 'resume-initrd' ? machine.initrdConfig : machine.config;
+      const killed = await execa(process.execPath, [HARNESS, config, crashStage, JSON.stringify(crash)], { reject: false, stdin: 'ignore', env: { TMPDIR: machine.tmp } });
+      expect(killed.signal, `the harness died at ${JSON.stringify(crash)}: ${killed.stdout} ${killed.stderr}`).toBe('SIGKILL');
+      await reboot(machine);
+      // Go on as status tells: start again, resume, or let the initrd run.
+      for (let i = 0; i < 8; i++) {
+        const s = await restoreStatus(machine.config);
+        if (s?.state === 'done') break;
+        if (!s || s.state === 'idle') await runStage(machine, 'restore');
+        else if (s.state === 'awaitingReboot' || s.state === 'initrd' || s.failedPhase === 'initrd') await runStage(machine, 'resume-initrd');
+        else await runStage(machine, 'resume');
+      }
+      const r = {
+        machine,
+        trees: await trees(machine),
+        ids: await identities(machine),
+        after: await markers(machine),
+        mbr: await machine.bootDisk.readMbr(),
+      } as Restored;
+      expect(await whatIsWrong(old, r), JSON.stringify(crash)).toEqual(allWell(old));
+    } finally {
+      await machine.destroy();
+    }
+  }
+
+  const steps = Object.keys(STAGE_OF) as Array<keyof RestoreSteps>;
+  const stepPoint = fc.record({ kind: fc.constantFrom('start' as const, 'entered' as const, 'after' as const), step: fc.constantFrom(...steps) });
+  const readPoint = fc.record({ kind: fc.constant('inRead' as const), open: fc.constantFrom(1, 2), bytes: fc.integer({ min: 1, max: 2_000_000 }) });
+
+  it('ends exactly as an uninterrupted restore, wherever it was killed', async () => {
+    await fc.assert(fc.asyncProperty(fc.oneof(stepPoint, readPoint), crashThenFinish), {
+      numRuns: 8,
+      // One from each kind of place: mid-read of the preflight, the format of /home, mid-xfsrestore, the initrd, post.restore.
+      examples: [
+        [{ kind: 'inRead', open: 1, bytes: 300_000 }],
+        [{ kind: 'after', step: 'formatHome' }],
+        [{ kind: 'inRead', open: 2, bytes: 1_000_000 }],
+        [{ kind: 'entered', step: 'restoreSystem' }],
+        [{ kind: 'after', step: 'runModuleRestores' }],
+      ],
+      endOnFailure: true,
+    });
+  }, 1_200_000);
 });

@@ -82,6 +82,8 @@ export async function writeSandboxConfig(sandbox: Sandbox, o: SandboxConfigOptio
 export interface RunOptions {
   /** Replaces PATH for the CLI (node itself is started by its absolute path). */
   path?: string;
+  /** More environment, e.g. a TMPDIR inside the machine under test. */
+  env?: Record<string, string>;
 }
 
 function cliArgs(config: string, args: string[]): string[] {
@@ -90,7 +92,7 @@ function cliArgs(config: string, args: string[]): string[] {
 }
 
 function cliEnv(o: RunOptions): Record<string, string | undefined> {
-  return { SYN3_BACKUP_CONFIG: undefined, ...(o.path === undefined ? {} : { PATH: o.path }) };
+  return { SYN3_BACKUP_CONFIG: undefined, ...(o.path === undefined ? {} : { PATH: o.path }), ...o.env };
 }
 
 /** Runs `syn3-backup --config <config> <args>` to its end; never rejects on a non-zero exit. */

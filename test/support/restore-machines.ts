@@ -280,7 +280,7 @@ export function startInitrd(m: NewMachine): ResultPromise {
 }
 
 /** Empties a TMPDIR of ours, unless something is still mounted below it (a recursive rm would go through it). */
-async function emptyTmp(tmp: string): Promise<void> {
+export async function emptyTmp(tmp: string): Promise<void> {
   const { stdout } = await execa('findmnt', ['-n', '-r', '-o', 'TARGET'], { reject: false });
   const below = stdout.split('\n').filter((t) => t.startsWith(`${tmp}/`));
   if (below.length) throw new Error(`not emptying ${tmp}: still mounted there: ${below.join(' ')}`);
