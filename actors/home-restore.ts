@@ -34,5 +34,5 @@ export async function refillHome(config: Config, target: Target, plan: RestorePl
   }
   log(`restoring ${config.paths.home} from backup ${plan.backupId} (${plan.size} bytes)`);
   const source = await target.open(plan.backupId);
-  return restoreHome(source, config.paths.home, { bytes: plan.size, sha256: plan.sha256 }, `${target.description}: backup ${plan.backupId}`);
+  return restoreHome(source, config.paths.home, { bytes: plan.size, sha256: plan.sha256 }, `${target.description}: backup ${plan.backupId}`, plan.compression ?? 'none');
 }

@@ -36,13 +36,15 @@ export async function planRestore(config: Config, target: Target, backupId: stri
     home: await deviceAt('home', config.paths.home, recorded.home),
   };
   const grubDisks = config.restore.grub_devices ?? (await parentDisk(devices.boot.device));
-  await verifyStream(() => target.open(backupId), { bytes: backup.size, sha256: backup.metadata.sha256 }, `${target.description}: backup ${backupId}`);
+  const compression = backup.metadata.compression ?? 'none';
+  await verifyStream(() => target.open(backupId), { bytes: backup.size, sha256: backup.metadata.sha256 }, `${target.description}: backup ${backupId}`, compression);
   return {
     backupId,
     host: backup.metadata.host,
     created: backup.created,
     size: backup.size,
     sha256: backup.metadata.sha256,
+    compression,
     recorded,
     devices,
     grubDisks,

@@ -4,7 +4,7 @@
  * secrets are passed through files or stdin, never argv (callers' duty, and
  * `redact` scrubs anything that slipped into a message).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { execa, type ResultPromise, type Options } from 'execa';
 import { UserError } from '../src/errors.js';
 
@@ -65,30 +65,51 @@ export function start(
   });
 }
 
+export type Command = readonly [cmd: string, args: readonly string[]];
+
 /**
- * Runs a program whose stdout is an open file: the descriptor is handed to the
- * child as is, so its output never passes through this process. (execa only
+ * Runs a chain of programs into an open file (xfsdump | zstd > file): each
+ * one's stdout is handed to the next as its stdin and the last writes to the
+ * descriptor, so the data never passes through this process. (execa only
  * passes the standard streams through like this, hence node's own spawn.)
+ * Returns each program's stderr, in order.
  */
-export async function runToFile(cmd: string, args: readonly string[], fd: number, options: RunOptions = {}): Promise<RunResult> {
-  const child = spawn(cmd, args, {
-    stdio: ['ignore', fd, 'pipe'],
-    env: { ...process.env, LC_ALL: 'C', ...options.env },
-    ...(options.cwd ? { cwd: options.cwd } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
-  let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-    stderr = (stderr + d).slice(-65_536);
-  });
-  const outcome = await new Promise<{ code: number | null; signal: string | null; error?: NodeJS.ErrnoException }>((resolve) => {
-    child.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
-    child.once('close', (code, signal) => resolve({ code, signal }));
-  });
-  if (outcome.error || outcome.code !== 0) {
-    throw toolError(cmd, args, { code: outcome.error?.code, exitCode: outcome.code ?? undefined, signal: outcome.signal ?? undefined, stderr, isCanceled: outcome.error?.name === 'AbortError' }, options.secrets);
+export async function runChainToFile(chain: readonly Command[], fd: number, options: RunOptions = {}): Promise<string[]> {
+  const children: ChildProcess[] = [];
+  for (const [i, [cmd, args]] of chain.entries()) {
+    const input = i === 0 ? 'ignore' : children[i - 1]!.stdout!;
+    children.push(
+      spawn(cmd, args, {
+        stdio: [input, i === chain.length - 1 ? fd : 'pipe', 'pipe'],
+        env: { ...process.env, LC_ALL: 'C', ...options.env },
+        ...(options.cwd ? { cwd: options.cwd } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      }),
+    );
+    // The next program has the pipe now; this process's end of it would never be read, and
+    // the previous program's 'close' would wait for it forever.
+    if (i > 0) children[i - 1]!.stdout!.destroy();
   }
-  return { stdout: '', stderr };
+  const outcomes = await Promise.all(
+    children.map(async (child) => {
+      let stderr = '';
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+        stderr = (stderr + d).slice(-65_536);
+      });
+      const end = await new Promise<{ code: number | null; signal: string | null; error?: NodeJS.ErrnoException }>((resolve) => {
+        child.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
+        child.once('close', (code, signal) => resolve({ code, signal }));
+      });
+      return { ...end, stderr };
+    }),
+  );
+  for (const [i, o] of outcomes.entries()) {
+    if (o.error || o.code !== 0) {
+      const [cmd, args] = chain[i]!;
+      throw toolError(cmd, args, { code: o.error?.code, exitCode: o.code ?? undefined, signal: o.signal ?? undefined, stderr: o.stderr, isCanceled: o.error?.name === 'AbortError' }, options.secrets);
+    }
+  }
+  return outcomes.map((o) => o.stderr);
 }
 
 export async function finish(

@@ -8,7 +8,8 @@
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { UserError } from '../src/errors.js';
-import { Measure, forwardTolerantly } from '../src/streams.js';
+import { Measure } from '../src/streams.js';
+import { decompressingInto, type Compression } from './compression.js';
 import { finish, start } from './run.js';
 import { XfsrestoreReport } from './xfsrestore-report.js';
 
@@ -26,15 +27,18 @@ export interface Verified {
 
 export const XFSRESTORE_TOC_ARGS = ['-t', '-F', '-J', '-'];
 
-export async function verifyStream(open: () => Promise<Readable>, expected: Expected, where: string, signal?: AbortSignal): Promise<Verified> {
+export async function verifyStream(open: () => Promise<Readable>, expected: Expected, where: string, compression: Compression = 'none', signal?: AbortSignal): Promise<Verified> {
   const source = await open();
   const measure = new Measure();
   const report = new XfsrestoreReport();
   const toc = start('xfsrestore', XFSRESTORE_TOC_ARGS, { stdin: 'pipe', stdout: 'pipe', signal });
-  const [piped, listed, reported] = await Promise.allSettled([
-    pipeline(source, measure, forwardTolerantly(toc.stdin!)),
+  // The checksum is over the bytes as stored; xfsrestore reads them as xfsdump wrote them.
+  const unpacked = decompressingInto(toc.stdin!, compression);
+  const [piped, listed, reported, unpackedDone] = await Promise.allSettled([
+    pipeline(source, measure, unpacked.input),
     finish(toc, 'xfsrestore', XFSRESTORE_TOC_ARGS),
     pipeline(toc.stdout!, report),
+    unpacked.done,
   ]);
   const actual = { bytes: measure.bytes, sha256: measure.digest() };
   if (actual.bytes !== expected.bytes || (expected.sha256 !== undefined && actual.sha256 !== expected.sha256)) {
@@ -44,7 +48,7 @@ export async function verifyStream(open: () => Promise<Readable>, expected: Expe
       { where, hint: 'The target corrupted or truncated the data: check the disk or share; the earlier backups were kept' },
     );
   }
-  const trouble = listed.status === 'rejected' ? [(listed.reason as Error).message] : report.trouble();
+  const trouble = listed.status === 'rejected' ? [(listed.reason as Error).message] : unpackedDone.status === 'rejected' ? [(unpackedDone.reason as Error).message] : report.trouble();
   if (trouble.length) {
     throw new UserError('verify', `xfsrestore cannot read the dump back cleanly: ${trouble.slice(0, 3).join(' / ')}`, {
       where,

@@ -7,7 +7,8 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../src/errors.js';
-import { Measure, forwardTolerantly } from '../src/streams.js';
+import { Measure } from '../src/streams.js';
+import { decompressingInto, type Compression } from './compression.js';
 import { finish, start } from './run.js';
 import { XfsrestoreReport } from './xfsrestore-report.js';
 
@@ -16,15 +17,23 @@ export function xfsrestoreArgs(home: string, file?: string): string[] {
   return ['-F', '-J', '-B', ...(file ? ['-f', file] : ['-']), home];
 }
 
-export async function restoreHome(source: Readable, home: string, expected: { bytes: number; sha256: string }, where: string): Promise<{ entries: number }> {
+export async function restoreHome(
+  source: Readable,
+  home: string,
+  expected: { bytes: number; sha256: string },
+  where: string,
+  compression: Compression = 'none',
+): Promise<{ entries: number }> {
   const args = xfsrestoreArgs(home);
   const child = start('xfsrestore', args, { stdin: 'pipe', stdout: 'pipe' });
   const measure = new Measure();
   const report = new XfsrestoreReport();
-  const [piped, restored, reported] = await Promise.allSettled([
-    pipeline(source, measure, forwardTolerantly(child.stdin!)),
+  const unpacked = decompressingInto(child.stdin!, compression);
+  const [piped, restored, reported, unpackedDone] = await Promise.allSettled([
+    pipeline(source, measure, unpacked.input),
     finish(child, 'xfsrestore', args),
     pipeline(child.stdout!, report),
+    unpacked.done,
   ]);
   if (measure.bytes !== expected.bytes || measure.digest() !== expected.sha256) {
     throw new UserError('restore', `the backup read from the target during the restore differs from what was recorded (${measure.bytes} of ${expected.bytes} bytes)`, {
@@ -33,6 +42,7 @@ export async function restoreHome(source: Readable, home: string, expected: { by
     });
   }
   if (restored.status === 'rejected') throw restored.reason;
+  if (unpackedDone.status === 'rejected') throw unpackedDone.reason;
   const trouble = report.trouble();
   if (trouble.length) {
     throw new UserError('restore', `xfsrestore reported problems: ${trouble.slice(0, 3).join(' / ')}`, {

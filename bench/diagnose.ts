@@ -1,17 +1,20 @@
 /**
  * Takes the dump step apart when it misses its goal: the same xfsdump, cold
- * each time, written to a file in ways that add the program's costs one at a
- * time (fsync, a pipe, Node streams, hashing, the actor with its target).
+ * each time, written in the ways the program writes it (straight into the
+ * target file, with and without the fsync; through Node with a hash, as the
+ * stream targets get it), each right after a bare `xfsdump -f FILE`.
+ * The variants the new dump path made moot (a shell pipe, a Node pipe without
+ * hashing, "direct + fsync", which is now the program's own step) are gone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, createWriteStream, fsyncSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, createWriteStream, fsyncSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { dumpHome, xfsdumpArgs } from '../actors/xfsdump.js';
 import { Measure } from '../src/streams.js';
 import { FileTarget } from '../src/targets/file.js';
-import { dropCaches, timeRun, timeShell } from './util.js';
+import { cpuSeconds, dropCaches, timeRun } from './util.js';
 
 export interface DiagnosisRow {
   name: string;
@@ -19,6 +22,9 @@ export interface DiagnosisRow {
   /** The bare dump run just before it. */
   bareMs: number;
   ratio: number;
+  /** That bare dump plus `sync FILE` (an fsync) right after it. */
+  bareFsyncMs: number;
+  ratioFsync: number;
   cpu: number;
   bareCpu: number;
 }
@@ -30,10 +36,6 @@ export interface DiagnoseInput {
   host: string;
   /** The program's rsync calls, run before each dump as the systemSync step does. */
   calls: string[][];
-}
-
-function q(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 function exitOf(child: ChildProcess): Promise<void> {
@@ -56,7 +58,7 @@ async function nodePipe(args: string[], file: string, o: { hash: boolean; flush:
   return performance.now() - t0;
 }
 
-/** A possible fix: xfsdump writes the target file itself (the file is its stdout), then one fsync. */
+/** xfsdump writes the file itself (the file is its stdout), as runToFile does; optionally one fsync. */
 async function directToFd(args: string[], file: string, fsync: boolean): Promise<number> {
   const t0 = performance.now();
   const fd = openSync(file, 'w', 0o600);
@@ -70,14 +72,6 @@ async function directToFd(args: string[], file: string, fsync: boolean): Promise
   return performance.now() - t0;
 }
 
-/** CPU seconds used so far by this process and by its children that have been waited for. */
-function cpuSeconds(): number {
-  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
-  // After "pid (comm) ": state is field 3, so utime..cstime (fields 14..17) sit at 11..14 here.
-  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
-  return ticks / 100;
-}
-
 /**
  * Paired: before every variant, a bare dump right next to it, each from a cold
  * cache; the machine is shared, so a ratio of neighbours is steadier than a
@@ -89,15 +83,15 @@ export async function diagnoseDump(d: DiagnoseInput): Promise<DiagnosisRow[]> {
   const labels = { home: d.home, sessionLabel: `syn3-backup ${d.host}-20250101T000000Z`, mediaLabel: d.host };
   const toFile = xfsdumpArgs(labels, file);
   const toStdout = xfsdumpArgs(labels);
-  const shell = (a: string[]) => ['xfsdump', ...a].map(q).join(' ');
-  const bareCase = async () => timeRun('xfsdump', toFile).ms;
+  let fsyncMs = 0;
+  const bareCase = async () => {
+    const ms = timeRun('xfsdump', toFile).ms;
+    fsyncMs = timeRun('sync', [file]).ms;
+    return ms;
+  };
   const variants: Array<[string, () => Promise<number>]> = [
-    ['bare + fsync: xfsdump -f FILE && sync FILE', async () => timeShell(`${shell(toFile)} && sync ${q(file)}`).ms],
-    ["direct: the file as xfsdump's stdout (no Node in the data path)", () => directToFd(toStdout, file, false)],
-    ['direct + fsync (a possible fix for the file target)', () => directToFd(toStdout, file, true)],
-    ['shell pipe: xfsdump - | cat > FILE', async () => timeShell(`${shell(toStdout)} | cat > ${q(file)}`).ms],
-    ['node pipe: stdout -> createWriteStream', () => nodePipe(toStdout, file, { hash: false, flush: false })],
-    ['node pipe + sha256 + flush (as Measure + FileTarget.write)', () => nodePipe(toStdout, file, { hash: true, flush: true })],
+    ["direct, no fsync: the file as xfsdump's stdout", () => directToFd(toStdout, file, false)],
+    ['node pipe + sha256 + flush (the stream targets\' path)', () => nodePipe(toStdout, file, { hash: true, flush: true })],
     [
       "actor: dumpHome + FileTarget (the program's step, no CLI)",
       async () => {
@@ -122,10 +116,11 @@ export async function diagnoseDump(d: DiagnoseInput): Promise<DiagnosisRow[]> {
   const rows: DiagnosisRow[] = [];
   for (const [name, body] of variants) {
     const bare = await measure(bareCase);
+    const bareFsyncMs = bare.ms + fsyncMs;
     const v = await measure(body);
-    rows.push({ name, ms: v.ms, bareMs: bare.ms, ratio: v.ms / bare.ms, cpu: v.cpu, bareCpu: bare.cpu });
+    rows.push({ name, ms: v.ms, bareMs: bare.ms, ratio: v.ms / bare.ms, bareFsyncMs, ratioFsync: v.ms / bareFsyncMs, cpu: v.cpu, bareCpu: bare.cpu });
     process.stderr.write(
-      `[bench] diagnosis: ${name}: ${v.ms.toFixed(0)} ms (${v.cpu.toFixed(2)} s CPU) against bare ${bare.ms.toFixed(0)} ms (${bare.cpu.toFixed(2)} s CPU)\n`,
+      `[bench] diagnosis: ${name}: ${v.ms.toFixed(0)} ms (${v.cpu.toFixed(2)} s CPU) against bare ${bare.ms.toFixed(0)} ms, + fsync ${bareFsyncMs.toFixed(0)} ms (${bare.cpu.toFixed(2)} s CPU)\n`,
     );
   }
   return rows;

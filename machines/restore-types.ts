@@ -17,6 +17,8 @@ export interface RestorePlan {
   created: string;
   size: number;
   sha256: string;
+  /** How the backup's bytes were written (its metadata says). */
+  compression?: 'none' | 'zstd';
   /** File systems as they were at backup time: what to rebuild them as. */
   recorded: SystemLayout;
   /** The devices on this machine that will be formatted. */

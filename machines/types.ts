@@ -22,6 +22,8 @@ export interface DumpResult {
   bytes: number;
   /** Taken while streaming; a dump written directly to a local file gets it from the verify step. */
   sha256?: string;
+  /** How the stored bytes were written; absent means none. */
+  compression?: 'none' | 'zstd';
   startedAt: number;
   finishedAt: number;
 }

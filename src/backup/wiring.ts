@@ -102,12 +102,13 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         sessionLabel: `syn3-backup ${runId}`,
         mediaLabel: config.host,
         target,
+        compression: config.compression,
         onProgress: (bytes) => log.info({ bytes }, `dump: ${formatBytes(bytes)} written`),
         signal: d.signal,
       }),
 
     verifyDump: async ({ runId, dump }) =>
-      (await import('../../actors/verify.js')).verifyStream(() => target.openPending(runId), dump, target.description, d.signal),
+      (await import('../../actors/verify.js')).verifyStream(() => target.openPending(runId), dump, target.description, dump.compression ?? 'none', d.signal),
 
     publishBackup: async (input) => {
       const metadata: BackupMetadata = {
@@ -118,7 +119,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         startedAt: new Date(input.startedAt).toISOString(),
         size: input.dump.bytes,
         sha256: input.dump.sha256,
-        compression: 'none',
+        compression: input.dump.compression ?? 'none',
         tool: 'xfsdump',
         program: PROGRAM,
         layout: input.layout,

@@ -66,6 +66,7 @@ function effective(raw: RawConfig, file: string): Config {
     host: raw.host ?? hostname(),
     schedule,
     mode: raw.mode,
+    compression: raw.compression,
     paths: {
       ...raw.paths,
       systemCopy: join(home, '.syn3systembackup'),
@@ -110,7 +111,7 @@ function kindOf(value: unknown): string {
 }
 
 const KNOWN_KEYS: Record<string, string[]> = {
-  '': ['host', 'schedule', 'mode', 'paths', 'modules', 'system_sync', 'target', 'restore'],
+  '': ['host', 'schedule', 'mode', 'compression', 'paths', 'modules', 'system_sync', 'target', 'restore'],
   restore: ['grub_devices', 'update_grub', 'update_initramfs', 'stop_timeout'],
   schedule: ['daily', 'every', 'cron'],
   paths: ['root', 'boot', 'home', 'state', 'modules'],

@@ -77,6 +77,8 @@ export const configSchema = z.strictObject({
   host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a host name').optional(),
   schedule: scheduleSchema,
   mode: z.enum(['spool', 'snapshot']).default('spool'),
+  /** zstd in the stream; each backup's metadata says how it was written, and the restore undoes it. */
+  compression: z.enum(['none', 'zstd']).default('none'),
   paths: pathsSchema.default(pathsSchema.parse({})),
   modules: z.strictObject({ timeout: duration.default(3_600_000) }).default({ timeout: 3_600_000 }),
   system_sync: z
@@ -109,6 +111,7 @@ export interface Config {
   host: string;
   schedule: Schedule;
   mode: 'spool' | 'snapshot';
+  compression: 'none' | 'zstd';
   paths: Paths;
   moduleTimeoutMs: number;
   systemSyncExclude: string[];

@@ -17,7 +17,7 @@ export interface BackupMetadata {
   startedAt: string;
   size: number;
   sha256: string;
-  compression: 'none';
+  compression: 'none' | 'zstd';
   tool: 'xfsdump';
   program: string;
   layout: SystemLayout;
