@@ -4,13 +4,14 @@
  * xfsrestore it from the target. A refill that finds anything on /home (an
  * interrupted earlier attempt) formats again first, so it always starts empty.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { UserError } from '../src/errors.js';
 import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
 import type { Target } from '../src/targets/target.js';
 import { format } from './mkfs.js';
 import { mount, mountPointsOf, unmount } from './mount.js';
-import { restoreHome } from './xfsrestore.js';
+import { restoreHome, restoreHomeFromFile } from './xfsrestore.js';
 
 export async function formatHome(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ device: string }> {
   const dev = plan.devices.home;
@@ -33,6 +34,24 @@ export async function refillHome(config: Config, target: Target, plan: RestorePl
     await formatHome(config, plan, log);
   }
   log(`restoring ${config.paths.home} from backup ${plan.backupId} (${plan.size} bytes)`);
+  const where = `${target.description}: backup ${plan.backupId}`;
+  if (plan.localFile && (plan.compression ?? 'none') === 'none') {
+    // The preflight read this very file back in full and proved it; unchanged since, xfsrestore
+    // reads it itself: a pipe and a second checksum cost three times the restore.
+    await checkUnchanged(plan.localFile, where);
+    return restoreHomeFromFile(plan.localFile.path, config.paths.home, where);
+  }
   const source = await target.open(plan.backupId);
   return restoreHome(source, config.paths.home, { bytes: plan.size, sha256: plan.sha256 }, `${target.description}: backup ${plan.backupId}`, plan.compression ?? 'none');
+}
+
+async function checkUnchanged(f: NonNullable<RestorePlan['localFile']>, where: string): Promise<void> {
+  const now = await stat(f.path).catch(() => undefined);
+  const same = now && now.dev === f.dev && now.ino === f.ino && now.size === f.size && now.mtimeMs === f.mtimeMs && now.ctimeMs === f.ctimeMs;
+  if (!same) {
+    throw new UserError('restore', `the backup file changed since the preflight proved it (${f.path})`, {
+      where,
+      hint: 'Run "syn3-backup abort" if possible and start the restore again, so the backup is proven anew',
+    });
+  }
 }

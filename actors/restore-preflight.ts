@@ -4,6 +4,7 @@
  * and the devices this machine will rebuild are found from the mount table
  * and checked against what the backup recorded.
  */
+import { stat } from 'node:fs/promises';
 import type { DeviceRef, RestorePlan } from '../machines/restore-types.js';
 import type { FsIdentity } from '../machines/types.js';
 import type { Config } from '../src/config/schema.js';
@@ -38,7 +39,10 @@ export async function planRestore(config: Config, target: Target, backupId: stri
   const grubDisks = config.restore.grub_devices ?? (await parentDisk(devices.boot.device));
   const compression = backup.metadata.compression ?? 'none';
   await verifyStream(() => target.open(backupId), { bytes: backup.size, sha256: backup.metadata.sha256 }, `${target.description}: backup ${backupId}`, compression);
+  const local = target.localPath?.(backupId);
+  const st = local ? await stat(local) : undefined;
   return {
+    ...(local && st ? { localFile: { path: local, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs } } : {}),
     backupId,
     host: backup.metadata.host,
     created: backup.created,

@@ -20,11 +20,17 @@ export interface SystemSyncPaths {
   systemCopy: string;
   /** Directories under / that must not be copied (the target, for one). */
   alsoExclude: string[];
+  /** This program's lock: a restored system must not boot holding the lock of the run that copied it. */
+  lockFile?: string;
 }
 
 export async function syncSystem(paths: SystemSyncPaths, signal?: AbortSignal): Promise<{ warnings: string[] }> {
   await mkdir(paths.systemCopy, { recursive: true, mode: 0o700 });
-  const excludes = [...RUNTIME, ...[paths.boot, paths.home, ...paths.alsoExclude].flatMap((p) => underRoot(paths.root, p))];
+  const excludes = [
+    ...RUNTIME,
+    ...[paths.boot, paths.home, ...paths.alsoExclude].flatMap((p) => underRoot(paths.root, p)),
+    ...(paths.lockFile ? fileUnderRoot(paths.root, paths.lockFile) : []),
+  ];
   const warnings: string[] = [];
   warnings.push(...(await rsync(withSlash(paths.root), withSlash(paths.systemCopy), excludes, signal)));
   await mkdir(`${paths.systemCopy}/boot`, { recursive: true });
@@ -50,6 +56,11 @@ function underRoot(root: string, path: string): string[] {
   const rel = relative(root, path);
   if (!rel || rel.startsWith('..') || isAbsolute(rel)) return [];
   return [`/${rel}/*`];
+}
+
+function fileUnderRoot(root: string, file: string): string[] {
+  const rel = relative(root, file);
+  return !rel || rel.startsWith('..') || isAbsolute(rel) ? [] : [`/${rel}`];
 }
 
 function withSlash(p: string): string {

@@ -6,7 +6,7 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
 import { UserError } from '../src/errors.js';
@@ -32,7 +32,7 @@ export async function restoreSystem(config: Config, plan: RestorePlan, log: (m: 
       await mount(dev.device, mnt, recorded.fsType);
       try {
         const from = role === 'root' ? `${config.paths.systemCopy}/` : `${config.paths.systemCopy}/boot/`;
-        const excludes = role === 'root' ? [...NOT_COPIED_BACK, '/boot/*'] : [];
+        const excludes = role === 'root' ? [...NOT_COPIED_BACK, '/boot/*', ...lockInCopy(config)] : [];
         log(`copying ${from} to ${role === 'root' ? '/' : '/boot'}`);
         await run('rsync', [...RSYNC_OPTIONS, ...excludes.map((e) => `--exclude=${e}`), from, `${mnt}/`]);
       } finally {
@@ -60,4 +60,17 @@ async function releaseDevice(device: string, planned: string): Promise<string | 
   if (!at.length) return undefined;
   await unmount(planned);
   return planned;
+}
+
+/**
+ * In the initrd this program runs inside the system copy and holds its lock
+ * there: the restored / must not boot with that lock in it.
+ */
+function lockInCopy(config: Config): string[] {
+  const lock = join(config.paths.state, 'lock');
+  for (const base of [config.paths.systemCopy, config.paths.root]) {
+    const rel = relative(base, lock);
+    if (rel && !rel.startsWith('..') && !isAbsolute(rel)) return [`/${rel}`];
+  }
+  return [];
 }

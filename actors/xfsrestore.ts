@@ -9,7 +9,8 @@ import { pipeline } from 'node:stream/promises';
 import { UserError } from '../src/errors.js';
 import { Measure } from '../src/streams.js';
 import { decompressingInto, type Compression } from './compression.js';
-import { finish, start } from './run.js';
+import { finished } from 'node:stream/promises';
+import { finish, run, start } from './run.js';
 import { XfsrestoreReport } from './xfsrestore-report.js';
 
 export function xfsrestoreArgs(home: string, file?: string): string[] {
@@ -52,5 +53,21 @@ export async function restoreHome(
   }
   if (piped.status === 'rejected') throw piped.reason;
   if (reported.status === 'rejected') throw reported.reason;
+  return { entries: report.entries };
+}
+
+/** xfsrestore reading a local dump file itself; its messages are judged as for a stream. */
+export async function restoreHomeFromFile(file: string, home: string, where: string): Promise<{ entries: number }> {
+  const { stdout } = await run('xfsrestore', xfsrestoreArgs(home, file));
+  const report = new XfsrestoreReport();
+  report.end(stdout);
+  await finished(report);
+  const trouble = report.trouble();
+  if (trouble.length) {
+    throw new UserError('restore', `xfsrestore reported problems: ${trouble.slice(0, 3).join(' / ')}`, {
+      where,
+      hint: 'Run "syn3-backup resume" to format /home and restore again; if it repeats, restore from an older backup',
+    });
+  }
   return { entries: report.entries };
 }

@@ -1,7 +1,7 @@
 /**
  * The backup, as the seed has it: every hour a TICK; the program decides
  * whether a backup is due; after a preflight check, / and /boot are rsynced
- * into the system copy; the spool modules dump their data; /home is
+ * into the system copy and their file systems' identity is recorded; the spool modules dump their data; /home is
  * xfsdumped to the target; then, as this project adds, the dump is read back
  * and verified, published, and only then are old generations removed.
  * Pure: time and ids come in events.
@@ -69,7 +69,8 @@ function notProvided<O, I>(name: string) {
 
 export const backupActors = {
   checkReady: notProvided<{ checked: string[] }, RunInput>('checkReady'),
-  syncSystem: notProvided<SystemLayout, RunInput>('syncSystem'),
+  syncSystem: notProvided<{ warnings: string[] }, RunInput>('syncSystem'),
+  recordLayout: notProvided<SystemLayout, RunInput>('recordLayout'),
   runSpoolModules: notProvided<{ modules: string[] }, RunInput>('runSpoolModules'),
   dumpHome: notProvided<DumpResult, DumpInput>('dumpHome'),
   verifyDump: notProvided<{ bytes: number; sha256: string }, VerifyInput>('verifyDump'),
@@ -173,11 +174,21 @@ export const backupMachine = setup({
             id: 'syncSystem',
             src: 'syncSystem',
             input: ({ context }) => ({ runId: runOf(context).id }),
+            onDone: { target: 'layout' },
+            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'systemSync' } } },
+          },
+        },
+        // What a restore on new disks needs first: device, type, UUID, label and geometry of /, /boot and /home.
+        layout: {
+          invoke: {
+            id: 'recordLayout',
+            src: 'recordLayout',
+            input: ({ context }) => ({ runId: runOf(context).id }),
             onDone: {
               target: 'spool',
               actions: assign({ run: ({ context, event }) => ({ ...runOf(context), layout: event.output }) }),
             },
-            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'systemSync' } } },
+            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'layout' } } },
           },
         },
         spool: {

@@ -19,6 +19,11 @@ export interface RestorePlan {
   sha256: string;
   /** How the backup's bytes were written (its metadata says). */
   compression?: 'none' | 'zstd';
+  /**
+   * A local file target's dump, as the preflight found it when it read it all
+   * back: xfsrestore may then read that file itself, once it is proven unchanged.
+   */
+  localFile?: { path: string; dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number };
   /** File systems as they were at backup time: what to rebuild them as. */
   recorded: SystemLayout;
   /** The devices on this machine that will be formatted. */

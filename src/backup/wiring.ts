@@ -6,6 +6,7 @@
  * pay for loading them.
  */
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { InputFrom, OutputFrom } from 'xstate';
 import { step } from '../steps.js';
 import { backupActors, type DumpInput, type PublishInput, type RetentionInput, type RunInput, type VerifyInput } from '../../machines/backup.js';
@@ -36,6 +37,7 @@ export type BackupSteps = {
 export const STEP_NAMES: Record<keyof typeof backupActors, string> = {
   checkReady: 'preflight',
   syncSystem: 'systemSync',
+  recordLayout: 'layout',
   runSpoolModules: 'spool',
   dumpHome: 'dump',
   verifyDump: 'verify',
@@ -48,6 +50,7 @@ export function backupImplementations(d: BackupDeps, steps: BackupSteps = backup
   return {
     checkReady: wrap('checkReady'),
     syncSystem: wrap('syncSystem'),
+    recordLayout: wrap('recordLayout'),
     runSpoolModules: wrap('runSpoolModules'),
     dumpHome: wrap('dumpHome'),
     verifyDump: wrap('verifyDump'),
@@ -74,12 +77,14 @@ export function backupSteps(d: BackupDeps): BackupSteps {
     },
 
     syncSystem: async () => {
-      const [{ syncSystem }, { readLayout }] = await Promise.all([import('../../actors/rsync.js'), import('../../actors/layout.js')]);
+      const { syncSystem } = await import('../../actors/rsync.js');
       const alsoExclude = config.target.type === 'file' ? [config.target.path, ...config.systemSyncExclude] : config.systemSyncExclude;
-      const { warnings } = await syncSystem({ ...paths, alsoExclude }, d.signal);
-      for (const w of warnings) log.warn(w);
-      return readLayout(paths);
+      const result = await syncSystem({ ...paths, alsoExclude, lockFile: join(paths.state, 'lock') }, d.signal);
+      for (const w of result.warnings) log.warn(w);
+      return result;
     },
+
+    recordLayout: async () => (await import('../../actors/layout.js')).readLayout(paths),
 
     runSpoolModules: async ({ runId }) => {
       const { runModules } = await import('../../actors/modules.js');

@@ -51,6 +51,8 @@ export interface Target {
   /** Committed backups, oldest first. */
   list(): Promise<StoredBackup[]>;
   open(id: string): Promise<Readable>;
+  /** For a target that is a local file: where a committed backup's dump is, for tools that read files faster than pipes. */
+  localPath?(id: string): string;
   remove(id: string): Promise<void>;
   /** Remove temporaries of unfinished runs, except `keep`; returns what was removed. */
   cleanPending(keep?: string): Promise<string[]>;

@@ -24,7 +24,8 @@ const layout = {
 const dump = { bytes: 1000, sha256: 'ab'.repeat(32), startedAt: T0 + 10, finishedAt: T0 + 20 };
 const OUTPUTS: Record<string, unknown> = {
   checkReady: { checked: [] },
-  syncSystem: layout,
+  syncSystem: { warnings: [] },
+  recordLayout: layout,
   runSpoolModules: { modules: [] },
   dumpHome: dump,
   verifyDump: { bytes: 1000, sha256: dump.sha256 },
@@ -34,6 +35,7 @@ const OUTPUTS: Record<string, unknown> = {
 const STEP_OF: Record<string, string> = {
   checkReady: 'preflight',
   syncSystem: 'systemSync',
+  recordLayout: 'layout',
   runSpoolModules: 'spool',
   dumpHome: 'dump',
   verifyDump: 'verify',
@@ -113,7 +115,7 @@ function pathTo(s: Snap) {
 describe('the backup machine, walked transition by transition', () => {
   it('reaches every step of a backup and both resting states', () => {
     const states = new Set(toState.map((p) => stateName(p.state.value)));
-    for (const s of ['idle', 'failed', 'running.preflight', 'running.systemSync', 'running.spool', 'running.dump', 'running.verify', 'running.publish', 'running.retention']) {
+    for (const s of ['idle', 'failed', 'running.preflight', 'running.systemSync', 'running.layout', 'running.spool', 'running.dump', 'running.verify', 'running.publish', 'running.retention']) {
       expect(states).toContain(s);
     }
   });
@@ -147,7 +149,7 @@ describe('the backup machine, walked transition by transition', () => {
   it('hands each step the results of the steps before it', async () => {
     const driver = new BackupDriver();
     await driver.send({ type: 'BACKUP_NOW', now: T0, runId: 'r1' });
-    for (const src of ['checkReady', 'syncSystem', 'runSpoolModules', 'dumpHome', 'verifyDump', 'publishBackup', 'applyRetention']) {
+    for (const src of ['checkReady', 'syncSystem', 'recordLayout', 'runSpoolModules', 'dumpHome', 'verifyDump', 'publishBackup', 'applyRetention']) {
       await driver.send({ type: `xstate.done.actor.${src}`, output: OUTPUTS[src] });
     }
     const input = (src: string) => driver.invocations.find((i) => i.src === src)?.input;

@@ -1,0 +1,469 @@
+/**
+ * The smb target: a Samba or Windows share, reached through smbclient (the
+ * npm SMB clients need NTLMv1). Layout inside <share>/<directory>:
+ *   .incoming/<id>.xfsdump              while a backup is written and verified
+ *   <id>.xfsdump + <id>.meta.json       once committed (a rename, then the metadata)
+ * A dump counts as a backup only when its meta.json is beside it; the
+ * metadata is written last (under a temporary name, then renamed) and removed
+ * first, so an interrupted run never leaves a half backup listed.
+ *
+ * smbclient runs one command list per connection; the password stays in the
+ * 0600 credentials file handed to -A, never on a command line. Its exit
+ * status is that of the last command only, so every step whose failure
+ * matters runs as the last (or only) command of its own connection.
+ */
+import { readFile, stat, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { finish, run, start, type RunResult } from '../../actors/run.js';
+import { UserError } from '../errors.js';
+import type { SmbTargetConfig } from './smb-config.js';
+import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';
+
+const INCOMING = '.incoming';
+const DUMP_SUFFIX = '.xfsdump';
+const META_SUFFIX = '.meta.json';
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** How long a command that moves no backup data may take (smbclient gives up on a silent server after 20 s). */
+const CONTROL_TIMEOUT_MS = 120_000;
+const SAID_LIMIT = 64 * 1024;
+
+export interface SmbCredentials {
+  file: string;
+  /** What must never show up in a message: the password. */
+  secrets: string[];
+}
+
+/**
+ * Reads the credentials file smbclient -A gets: it must be private to its
+ * owner (0600) and name a user and a password, or smbclient would ask for one.
+ */
+export async function readSmbCredentials(file: string): Promise<SmbCredentials> {
+  const hint = `Create it with "username = ...", "password = ..." and "domain = ..." lines and chmod 600, or correct target.credentials_file`;
+  let mode: number;
+  try {
+    const s = await stat(file);
+    if (!s.isFile()) throw new Error('not a file');
+    mode = s.mode & 0o777;
+  } catch {
+    throw new UserError('config', 'the SMB credentials file does not exist', { where: file, hint });
+  }
+  if (mode & 0o077) {
+    throw new UserError('config', `the SMB credentials file is readable by other users (mode ${mode.toString(8).padStart(4, '0')})`, {
+      where: file,
+      hint: `It holds a password: make it private with chmod 600 ${file}`,
+    });
+  }
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UserError('config', 'the SMB credentials file cannot be read', { where: file, hint: 'Check that it is readable by root', cause: e });
+  }
+  const values = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^\s*(username|password|domain)\s*=\s?(.*)$/i.exec(line);
+    if (m) values.set(m[1]!.toLowerCase(), m[2]!);
+  }
+  if (!values.get('username')?.trim() || !values.has('password')) {
+    throw new UserError('config', 'the SMB credentials file needs a username = line and a password = line', { where: file, hint });
+  }
+  const password = values.get('password')!;
+  return { file, secrets: password ? [password, password.trim()].filter(Boolean) : [] };
+}
+
+type Failure = 'credentials' | 'share' | 'share-access' | 'unreachable' | 'directory' | 'full' | 'dropped' | 'denied' | 'not-found' | 'other';
+
+const LOGIN_REFUSED = 'LOGON_FAILURE|WRONG_PASSWORD|NO_SUCH_USER|ACCOUNT_(?:DISABLED|LOCKED_OUT|EXPIRED|RESTRICTION)|PASSWORD_(?:EXPIRED|MUST_CHANGE)|INVALID_LOGON_HOURS|INVALID_WORKSTATION';
+const NOT_FOUND = 'OBJECT_NAME_NOT_FOUND|OBJECT_PATH_NOT_FOUND|NO_SUCH_FILE';
+
+/** In order: the first rule that matches says what went wrong; its group is the status to show. */
+const RULES: [Failure, RegExp][] = [
+  ['credentials', new RegExp(`session setup failed: (NT_STATUS_(?:ACCESS_DENIED|${LOGIN_REFUSED}))`)],
+  ['credentials', new RegExp(`(NT_STATUS_(?:${LOGIN_REFUSED}))`)],
+  ['share', /(NT_STATUS_BAD_NETWORK_NAME)/],
+  ['share-access', /tree connect failed: (NT_STATUS_(?:ACCESS_DENIED|NETWORK_ACCESS_DENIED))/],
+  ['unreachable', /do_connect: .*\(Error (NT_STATUS_\w+)\)/],
+  ['unreachable', /(?:protocol negotiation|session setup|tree connect) failed: (NT_STATUS_\w+)/],
+  ['unreachable', /(NT_STATUS_(?:CONNECTION_REFUSED|HOST_UNREACHABLE|NETWORK_UNREACHABLE|BAD_NETWORK_PATH|INVALID_ADDRESS))/],
+  ['directory', new RegExp(`^cd .*: (NT_STATUS_(?:${NOT_FOUND}|NOT_A_DIRECTORY))`, 'm')],
+  ['full', /(NT_STATUS_(?:DISK_FULL|QUOTA_EXCEEDED))/],
+  ['dropped', /(NT_STATUS_(?:CONNECTION_(?:DISCONNECTED|RESET|ABORTED)|END_OF_FILE|INVALID_NETWORK_RESPONSE|PIPE_BROKEN|IO_TIMEOUT|NETWORK_NAME_DELETED|USER_SESSION_DELETED|NETWORK_SESSION_EXPIRED))/],
+  ['denied', /(NT_STATUS_(?:ACCESS_DENIED|NETWORK_ACCESS_DENIED|MEDIA_WRITE_PROTECTED|CANNOT_DELETE|SHARING_VIOLATION))/],
+  ['not-found', new RegExp(`(NT_STATUS_(?:${NOT_FOUND}))`)],
+];
+
+/** Failures before any command ran: nothing was created on the share. */
+const CONNECTION_FAILURES: Failure[] = ['credentials', 'share', 'share-access', 'unreachable', 'directory'];
+
+/** A line that is no failure: "mkdir .incoming" where it exists already. */
+const HARMLESS = /^NT_STATUS_OBJECT_NAME_COLLISION making remote directory .*$/gm;
+
+/** What went wrong, from what smbclient said (it prints NT_STATUS_* codes on stdout or stderr). */
+export function classifySmbFailure(said: string, signal?: string): { failure: Failure; status?: string } {
+  const text = said.replace(HARMLESS, '');
+  for (const [failure, rule] of RULES) {
+    const m = rule.exec(text);
+    if (m) return { failure, status: m[1]! };
+  }
+  if (signal === 'SIGPIPE') return { failure: 'dropped' };
+  const status = /NT_STATUS_[A-Z_]+/.exec(text)?.[0];
+  return status ? { failure: 'other', status } : { failure: 'other' };
+}
+
+interface Entry {
+  name: string;
+  directory: boolean;
+  size: number;
+}
+
+/** The entries of smbclient's ls output: "  name   A   1234  Thu Nov 26 03:58:25 2026". */
+export function parseSmbListing(stdout: string): Entry[] {
+  const entries: Entry[] = [];
+  for (const line of stdout.split('\n')) {
+    const m = /^ {2}(.+?)\s+([A-Z]*)\s+(\d+)\s+\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/.exec(line.trimEnd());
+    if (!m || m[1] === '.' || m[1] === '..') continue;
+    entries.push({ name: m[1]!, directory: m[2]!.includes('D'), size: Number(m[3]) });
+  }
+  return entries;
+}
+
+interface Failed {
+  said: string;
+  signal?: string | undefined;
+  cause: unknown;
+}
+
+/** What smbclient said on its way out, from the error run()/finish() threw (its cause is execa's error). */
+function failedFrom(e: unknown, stdout = ''): Failed {
+  const cause = (e as { cause?: unknown }).cause ?? e;
+  const c = (cause ?? {}) as { stdout?: unknown; stderr?: unknown; signal?: unknown };
+  const said = [stdout, typeof c.stdout === 'string' ? c.stdout : '', typeof c.stderr === 'string' ? c.stderr : ''].filter(Boolean).join('\n');
+  return { said, signal: typeof c.signal === 'string' ? c.signal : undefined, cause: e };
+}
+
+export class SmbTarget implements Target {
+  readonly description: string;
+  private readonly where: string;
+  private readonly host: string;
+
+  constructor(private readonly config: SmbTargetConfig) {
+    this.where = config.directory ? `${config.share}/${config.directory}` : config.share;
+    this.host = config.share.split('/')[2] ?? config.share;
+    this.description = `smb target ${this.where}${config.port === 445 ? '' : ` (port ${config.port})`}`;
+  }
+
+  async check(): Promise<void> {
+    // Connects, logs in, opens the share, enters the directory and makes sure .incoming can be created there.
+    const { stdout } = await this.smb(`mkdir ${INCOMING}; ls ${INCOMING}`, 'check');
+    if (/NT_STATUS_(ACCESS_DENIED|MEDIA_WRITE_PROTECTED)/.test(stdout)) {
+      throw this.error({ said: stdout, cause: undefined }, 'check', this.where);
+    }
+  }
+
+  async write(id: string, source: Readable): Promise<void> {
+    const name = pendingDump(id);
+    const creds = await readSmbCredentials(this.config.credentials_file);
+    const args = this.args(creds, `mkdir ${INCOMING}; put - ${name}`);
+    const child = start('smbclient', args, { stdin: 'pipe', stdout: 'pipe', secrets: creds.secrets });
+    let stdout = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      stdout = (stdout + d).slice(-SAID_LIMIT);
+    });
+    let killed = false;
+    // A source that fails must not become a short file: stop smbclient before it sees the end of its input.
+    // (When smbclient fails first, the pipeline destroys the source too; then smbclient is gone already.)
+    source.once('error', () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      killed = true;
+      child.kill('SIGKILL');
+    });
+    const [piped, stored] = await Promise.allSettled([pipeline(source, child.stdin!), finish(child, 'smbclient', args, creds.secrets)]);
+    const failure = stored.status === 'rejected' ? failedFrom(stored.reason, stdout) : undefined;
+    if (failure && !(killed && failure.signal === 'SIGKILL')) {
+      const error = this.error(failure, 'write', `${this.where}/${name}`);
+      // A partial file is useless, and on a full share it holds the space the next run needs.
+      if (!CONNECTION_FAILURES.includes(classifySmbFailure(failure.said, failure.signal).failure)) {
+        await this.smb(`del ${name}`, 'remove').catch(() => undefined);
+      }
+      throw error;
+    }
+    if (piped.status === 'rejected') {
+      await this.smb(`del ${name}`, 'remove').catch(() => undefined);
+      throw piped.reason;
+    }
+  }
+
+  async openPending(id: string): Promise<Readable> {
+    return this.read(pendingDump(id));
+  }
+
+  async commit(id: string, metadata: BackupMetadata): Promise<StoredBackup> {
+    // Without -f: a dump already under the final name is looked at before anything replaces it.
+    const renamed = await this.session(`rename ${pendingDump(id)} ${finalDump(id)}`, 'commit');
+    if (!renamed.ok) {
+      const { failure } = classifySmbFailure(renamed.said);
+      if (failure !== 'not-found' && !/NT_STATUS_OBJECT_NAME_COLLISION/.test(renamed.said)) throw this.error(renamed, 'commit', `${this.where}/${finalDump(id)}`);
+      const already = await this.readMetadata(id);
+      if (already && already.sha256 !== metadata.sha256) {
+        throw new UserError('target', `a different backup with id ${id} is already on the target`, {
+          where: `${this.where}/${finalDump(id)}`,
+          hint: 'Run the backup again: it gets a new id; the backup already there is kept',
+        });
+      }
+      if (already) return this.describe(id, metadata);
+      if (failure === 'not-found') {
+        // An earlier commit of this id may have got as far as the rename.
+        if (!(await this.exists(finalDump(id)))) {
+          throw new UserError('target', `there is no written backup ${id} to commit`, {
+            where: `${this.where}/${pendingDump(id)}`,
+            hint: 'Run the backup again; the earlier backups were kept',
+          });
+        }
+      } else {
+        // A dump without metadata is the leftover of an interrupted run: the verified one replaces it.
+        await this.smb(`rename ${pendingDump(id)} ${finalDump(id)} -f`, 'commit');
+      }
+    }
+    await this.smb(`put - ${pendingMeta(id)}`, 'commit', { input: `${JSON.stringify(metadata, null, 2)}\n` });
+    await this.smb(`rename ${pendingMeta(id)} ${finalMeta(id)} -f`, 'commit');
+    return this.describe(id, metadata);
+  }
+
+  async list(): Promise<StoredBackup[]> {
+    const local = await mkdtemp(join(tmpdir(), 'syn3-smb-list-'));
+    try {
+      // One connection: fetch every meta.json (mget fails harmlessly when there is none), then list; ls is last, so its status counts.
+      const { stdout } = await this.smb(`lcd "${local}"; prompt; mget *${META_SUFFIX}; ls`, 'list');
+      const files = new Set(
+        parseSmbListing(stdout)
+          .filter((e) => !e.directory)
+          .map((e) => e.name),
+      );
+      const found: StoredBackup[] = [];
+      for (const name of files) {
+        const id = name.endsWith(META_SUFFIX) ? name.slice(0, -META_SUFFIX.length) : undefined;
+        if (!id || !ID_PATTERN.test(id) || !files.has(finalDump(id))) continue;
+        const metadata = parseMetadata(await readFile(join(local, name), 'utf8').catch(() => ''));
+        if (metadata) found.push(this.describe(id, metadata));
+      }
+      return found.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
+    } finally {
+      await rm(local, { recursive: true, force: true });
+    }
+  }
+
+  async open(id: string): Promise<Readable> {
+    return this.read(finalDump(id));
+  }
+
+  async remove(id: string): Promise<void> {
+    // The metadata goes first: a dump without it is no longer a backup, whatever happens next.
+    const names = [finalMeta(id), finalDump(id)];
+    const r = await this.session(`${names.map((n) => `del ${n}`).join('; ')}; ls ${checkId(id)}.*`, 'remove');
+    const left = filesIn(r.stdout).filter((n) => names.includes(n));
+    if (left.length) throw this.error(r, 'remove', `${this.where}/${left[0]!}`);
+  }
+
+  async cleanPending(keep?: string): Promise<string[]> {
+    const listing = `ls; ls ${INCOMING}/*`;
+    const leftovers = this.leftovers((await this.session(listing, 'list')).stdout, keep);
+    if (leftovers.length === 0) return [];
+    const after = await this.session(`${leftovers.map((l) => `del ${l.path}`).join('; ')}; ${listing}`, 'remove');
+    const still = new Set(this.leftovers(after.stdout, keep).map((l) => l.path));
+    return [...new Set(leftovers.filter((l) => !still.has(l.path)).map((l) => l.id))];
+  }
+
+  /**
+   * Files of unfinished runs, from the output of "ls; ls .incoming/*": anything
+   * in .incoming, and a dump or metadata without its partner (a commit or a
+   * removal that was interrupted).
+   */
+  private leftovers(stdout: string, keep?: string): { id: string; path: string }[] {
+    // Each listing ends with its "N blocks of size B. M blocks available" line.
+    const [topText = '', incomingText = ''] = stdout.split(/^\s*\d+ blocks of size \d+\. \d+ blocks available\s*$/m);
+    const top = filesIn(topText);
+    const names = new Set(top);
+    const out: { id: string; path: string }[] = [];
+    for (const name of filesIn(incomingText)) {
+      const id = idOf(name);
+      if (id && id !== keep) out.push({ id, path: `${INCOMING}/${name}` });
+    }
+    for (const name of top) {
+      const id = idOf(name);
+      if (!id || id === keep) continue;
+      const partner = name.endsWith(DUMP_SUFFIX) ? finalMeta(id) : finalDump(id);
+      if (!names.has(partner)) out.push({ id, path: name });
+    }
+    return out;
+  }
+
+  private describe(id: string, metadata: BackupMetadata): StoredBackup {
+    return { id, created: metadata.created, size: metadata.size, location: `${this.where}/${finalDump(id)}`, metadata };
+  }
+
+  private async exists(name: string): Promise<boolean> {
+    const { stdout } = await this.smb(`ls ${name}`, 'list', { missingIsFine: true });
+    return parseSmbListing(stdout).length > 0;
+  }
+
+  private async readMetadata(id: string): Promise<BackupMetadata | undefined> {
+    const { stdout } = await this.smb(`get ${finalMeta(id)} -`, 'list', { missingIsFine: true });
+    return parseMetadata(stdout);
+  }
+
+  /**
+   * Streams a file from the share. Its presence is checked first, on its own
+   * connection: smbclient prints an open failure on stdout, which here is the data.
+   * The stream fails at its end if smbclient did not finish cleanly.
+   */
+  private async read(name: string): Promise<Readable> {
+    if (!(await this.exists(name))) throw this.error({ said: 'NT_STATUS_OBJECT_NAME_NOT_FOUND', cause: undefined }, 'read', `${this.where}/${name}`);
+    const creds = await readSmbCredentials(this.config.credentials_file);
+    const args = this.args(creds, `get ${name} -`);
+    const child = start('smbclient', args, { stdout: 'pipe', secrets: creds.secrets });
+    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+    child.stdout!.pipe(out, { end: false });
+    Promise.all([finish(child, 'smbclient', args, creds.secrets), finished(child.stdout!)]).then(
+      () => out.end(),
+      (e: unknown) => out.destroy(this.error(failedFrom(e), 'read', `${this.where}/${name}`)),
+    );
+    // A reader that stops early must not leave smbclient behind.
+    out.on('close', () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    });
+    return out;
+  }
+
+  private args(creds: SmbCredentials, commands: string): string[] {
+    return [
+      this.config.share,
+      '-p',
+      String(this.config.port),
+      '-A',
+      creds.file,
+      ...(this.config.directory ? ['-D', this.config.directory] : []),
+      '-c',
+      commands,
+    ];
+  }
+
+  /**
+   * One smbclient connection running `commands`. Failing to connect, log in,
+   * open the share or enter the directory throws the target's error (no
+   * command ran then); otherwise the caller reads what the commands said,
+   * and `ok` is the status of the last one.
+   */
+  private async session(commands: string, action: Action, options: { input?: string } = {}): Promise<Failed & { ok: boolean; stdout: string }> {
+    const creds = await readSmbCredentials(this.config.credentials_file);
+    try {
+      const r = await run('smbclient', this.args(creds, commands), {
+        secrets: creds.secrets,
+        timeoutMs: CONTROL_TIMEOUT_MS,
+        ...(options.input === undefined ? {} : { input: options.input }),
+      });
+      return { ok: true, stdout: r.stdout, said: `${r.stdout}\n${r.stderr}`, cause: undefined };
+    } catch (e) {
+      const failure = failedFrom(e);
+      if (CONNECTION_FAILURES.includes(classifySmbFailure(failure.said, failure.signal).failure)) throw this.error(failure, action, this.where);
+      const c = (e as { cause?: { stdout?: unknown } }).cause;
+      return { ...failure, ok: false, stdout: typeof c?.stdout === 'string' ? c.stdout : '' };
+    }
+  }
+
+  /** One smbclient connection running `commands`; failures become the target's errors. */
+  private async smb(
+    commands: string,
+    action: Action,
+    options: { input?: string; missingIsFine?: boolean } = {},
+  ): Promise<RunResult & { missing?: boolean }> {
+    const creds = await readSmbCredentials(this.config.credentials_file);
+    try {
+      return await run('smbclient', this.args(creds, commands), {
+        secrets: creds.secrets,
+        timeoutMs: CONTROL_TIMEOUT_MS,
+        ...(options.input === undefined ? {} : { input: options.input }),
+      });
+    } catch (e) {
+      const failure = failedFrom(e);
+      if (options.missingIsFine && classifySmbFailure(failure.said, failure.signal).failure === 'not-found') {
+        return { stdout: '', stderr: failure.said, missing: true };
+      }
+      throw this.error(failure, action, this.where);
+    }
+  }
+
+  private error(failure: Failed, action: Action, where: string): UserError {
+    const { said, signal, cause } = failure;
+    const { failure: what, status } = classifySmbFailure(said, signal);
+    const code = status ? ` (${status})` : signal ? ` (smbclient was killed by ${signal})` : '';
+    const creds = this.config.credentials_file;
+    const kept = action === 'write' || action === 'commit' ? '; the earlier backups were kept' : '';
+    const discarded = action === 'write' ? '; the partial backup was discarded' : '';
+    const make = (message: string, at: string, hint: string) => new UserError('target', message, { where: at, hint, cause });
+    switch (what) {
+      case 'credentials':
+        return make(`the SMB server refused the login${code}`, this.config.share, `Check the username, password and domain lines in ${creds}${kept}`);
+      case 'share':
+        return make(`the share does not exist on the server${code}`, this.config.share, `Create the share on the server or correct target.share (smbclient -L //${this.host} -A ${creds} lists the shares)${kept}`);
+      case 'share-access':
+        return make(`the SMB server does not let this user use the share${code}`, this.config.share, `Allow the user named in ${creds} on the share (valid users), or use another account${kept}`);
+      case 'unreachable':
+        return make(`cannot reach the SMB server${code}`, `${this.host} port ${this.config.port}`, `Check that the server is running and reachable from this host, and that target.share and target.port are right${kept}`);
+      case 'directory':
+        return make(`the directory does not exist on the share${code}`, this.where, `Create it on the share, or correct target.directory${kept}`);
+      case 'full':
+        return make(`the share is full${discarded}${code}`, where, `Free space on the share or lower target.retention.keep${kept}`);
+      case 'dropped':
+        return make(
+          `the connection to the SMB server was lost during the ${action === 'read' ? 'read' : 'transfer'}${discarded}${code}`,
+          where,
+          action === 'read' ? 'Check the server and the network, then try again' : `Check the server and the network, then run again${kept}`,
+        );
+      case 'denied':
+        return make(`the share refused access${code}`, where, `Give the user named in ${creds} write access to ${this.where}${kept}`);
+      case 'not-found':
+        return make(`the backup file is not on the share${code}`, where, '"syn3-backup list" shows the backups that are there');
+      case 'other': {
+        const last = said.replace(HARMLESS, '').split('\n').map((l) => l.trim()).filter(Boolean).slice(-3).join(' / ');
+        return make(`smbclient failed${last ? `: ${last}` : code}`, where, `Check the share with: smbclient ${this.config.share} -p ${this.config.port} -A ${creds}${kept}`);
+      }
+    }
+  }
+}
+
+type Action = 'check' | 'write' | 'read' | 'commit' | 'list' | 'remove';
+
+function checkId(id: string): string {
+  if (!ID_PATTERN.test(id)) throw new UserError('usage', `"${id}" is not a backup id`, { hint: 'Use an id that "syn3-backup list" shows' });
+  return id;
+}
+
+const pendingDump = (id: string) => `${INCOMING}/${checkId(id)}${DUMP_SUFFIX}`;
+const pendingMeta = (id: string) => `${INCOMING}/${checkId(id)}${META_SUFFIX}`;
+const finalDump = (id: string) => `${checkId(id)}${DUMP_SUFFIX}`;
+const finalMeta = (id: string) => `${checkId(id)}${META_SUFFIX}`;
+
+/** The names of the plain files in an ls output. */
+function filesIn(stdout: string): string[] {
+  return parseSmbListing(stdout)
+    .filter((e) => !e.directory)
+    .map((e) => e.name);
+}
+
+function idOf(name: string): string | undefined {
+  const suffix = [DUMP_SUFFIX, META_SUFFIX].find((s) => name.endsWith(s));
+  const id = suffix ? name.slice(0, -suffix.length) : undefined;
+  return id && ID_PATTERN.test(id) ? id : undefined;
+}
+
+function parseMetadata(text: string): BackupMetadata | undefined {
+  try {
+    const m = JSON.parse(text) as BackupMetadata;
+    return m && m.format === METADATA_FORMAT ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
