@@ -4,14 +4,14 @@
  */
 import { PassThrough, Transform, type Readable } from 'node:stream';
 
-export type StepCrash<Name extends string> = { kind: 'start' | 'entered' | 'after'; step: Name };
+export type StepCrash<Name extends string> = { kind: 'start' | 'entered' | 'after'; step: Name } | { kind: 'during'; step: Name; ms: number };
 
 export function die(): never {
   process.kill(process.pid, 'SIGKILL');
   throw new Error('unreachable');
 }
 
-/** Wraps every step so that the chosen one dies at its start, once its state was saved, or after its side effect. */
+/** Wraps every step so that the chosen one dies at its start, once its state was saved, N ms into it, or after its side effect. */
 export function crashingSteps<S extends Record<string, (input: never) => Promise<unknown>>>(steps: S, crash: StepCrash<Extract<keyof S, string>> | { kind: string }): S {
   const wrapped: Record<string, (input: never) => Promise<unknown>> = {};
   for (const [name, body] of Object.entries(steps)) {
@@ -22,7 +22,10 @@ export function crashingSteps<S extends Record<string, (input: never) => Promise
         await new Promise((r) => setTimeout(r, 20));
         die();
       }
+      // Inside the step, whatever it is doing then (a child program half-way, a file half-written).
+      const timer = mine && crash.kind === 'during' && 'ms' in crash ? setTimeout(die, crash.ms) : undefined;
       const out = await body(input);
+      clearTimeout(timer);
       if (mine && crash.kind === 'after') die();
       return out;
     };
