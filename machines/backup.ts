@@ -87,6 +87,16 @@ function pushHistory(history: HistoryEntry[], entry: HistoryEntry): HistoryEntry
   return [...history, entry].slice(-HISTORY_LIMIT);
 }
 
+/** A failed step: the machine records why and where, and rests in `failed`. */
+function failAt(step: string) {
+  return { target: '#backup.failed', actions: { type: 'recordFailure' as const, params: { step } } };
+}
+
+/** A step that needs only the run's id and keeps nothing of its result. */
+function simpleStep<const K extends 'checkReady' | 'syncSystem' | 'runSpoolModules'>(id: K, step: string, next: string) {
+  return { invoke: { id, src: id, input: ({ context }: { context: BackupContext }) => ({ runId: runOf(context).id }), onDone: { target: next }, onError: failAt(step) } };
+}
+
 export const backupMachine = setup({
   types: {
     context: {} as BackupContext,
@@ -160,24 +170,8 @@ export const backupMachine = setup({
       initial: 'preflight',
       states: {
         // Before anything is written: tools present, target reachable and mounted.
-        preflight: {
-          invoke: {
-            id: 'checkReady',
-            src: 'checkReady',
-            input: ({ context }) => ({ runId: runOf(context).id }),
-            onDone: { target: 'systemSync' },
-            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'preflight' } } },
-          },
-        },
-        systemSync: {
-          invoke: {
-            id: 'syncSystem',
-            src: 'syncSystem',
-            input: ({ context }) => ({ runId: runOf(context).id }),
-            onDone: { target: 'layout' },
-            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'systemSync' } } },
-          },
-        },
+        preflight: simpleStep('checkReady', 'preflight', 'systemSync'),
+        systemSync: simpleStep('syncSystem', 'systemSync', 'layout'),
         // What a restore on new disks needs first: device, type, UUID, label and geometry of /, /boot and /home.
         layout: {
           invoke: {
@@ -188,18 +182,10 @@ export const backupMachine = setup({
               target: 'spool',
               actions: assign({ run: ({ context, event }) => ({ ...runOf(context), layout: event.output }) }),
             },
-            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'layout' } } },
+            onError: failAt('layout'),
           },
         },
-        spool: {
-          invoke: {
-            id: 'runSpoolModules',
-            src: 'runSpoolModules',
-            input: ({ context }) => ({ runId: runOf(context).id }),
-            onDone: { target: 'dump' },
-            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'spool' } } },
-          },
-        },
+        spool: simpleStep('runSpoolModules', 'spool', 'dump'),
         dump: {
           invoke: {
             id: 'dumpHome',
@@ -209,7 +195,7 @@ export const backupMachine = setup({
               target: 'verify',
               actions: assign({ run: ({ context, event }) => ({ ...runOf(context), dump: event.output }) }),
             },
-            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'dump' } } },
+            onError: failAt('dump'),
           },
         },
         verify: {
@@ -222,7 +208,7 @@ export const backupMachine = setup({
               target: 'publish',
               actions: assign({ run: ({ context, event }) => ({ ...runOf(context), dump: { ...runOf(context).dump!, sha256: event.output.sha256 } }) }),
             },
-            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'verify' } } },
+            onError: failAt('verify'),
           },
         },
         publish: {
@@ -255,7 +241,7 @@ export const backupMachine = setup({
                 };
               }),
             },
-            onError: { target: '#backup.failed', actions: { type: 'recordFailure', params: { step: 'publish' } } },
+            onError: failAt('publish'),
           },
         },
         retention: {
