@@ -263,7 +263,7 @@ async function systemSyncRatio(s: Setup): Promise<Row> {
 
   const config = loadConfig(s.configFile);
   const log = createLogger({ format: 'text', quiet: true, runId: 'bench', command: 'bench' });
-  const impl = backupImplementations({ config, target: createTarget(config.target), log });
+  const impl = backupImplementations({ config, target: await createTarget(config.target), log });
   const alsoExclude = config.target.type === 'file' ? [config.target.path, ...config.systemSyncExclude] : config.systemSyncExclude;
   const step = async (): Promise<number> => {
     const actor = createActor(impl.syncSystem, { input: { runId: 'bench' } });

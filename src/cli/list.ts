@@ -6,7 +6,7 @@ import { configOnly, printJson, type GlobalOptions } from './context.js';
 
 export async function listCommand(options: GlobalOptions & { json?: boolean; allHosts?: boolean }): Promise<number> {
   const config = configOnly(options);
-  const target = createTarget(config.target);
+  const target = await createTarget(config.target);
   const all = await target.list();
   const backups = options.allHosts ? all : all.filter((b) => b.metadata.host === config.host);
   if (options.json) {

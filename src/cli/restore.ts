@@ -53,7 +53,7 @@ export async function abortCommand(options: GlobalOptions & { json?: boolean }):
 }
 
 async function chooseBackup(ctx: CommandContext, from: string | undefined): Promise<StoredBackup> {
-  const target = createTarget(ctx.config.target);
+  const target = await createTarget(ctx.config.target);
   const all = await target.list();
   if (from) {
     const b = all.find((x) => x.id === from);

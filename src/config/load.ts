@@ -110,6 +110,8 @@ function kindOf(value: unknown): string {
   return `${typeof value === 'number' ? 'the number' : 'the value'} ${String(value)}`;
 }
 
+const TARGET_TYPES = ['file', 'ftp'];
+
 const KNOWN_KEYS: Record<string, string[]> = {
   '': ['host', 'schedule', 'mode', 'compression', 'paths', 'modules', 'system_sync', 'target', 'restore'],
   restore: ['grub_devices', 'update_grub', 'update_initramfs', 'stop_timeout'],
@@ -129,7 +131,7 @@ function hintFor(issue: z.core.$ZodIssue): string {
     return `${guess ? `Did you mean "${guess}"?` : 'Remove it.'}${list}`;
   }
   const field = issue.path.join('.');
-  if (field === 'target.type' || field === 'target') return 'Supported target types: file';
+  if (field === 'target.type' || field === 'target') return `Supported target types: ${TARGET_TYPES.join(', ')}`;
   if (field === 'mode') return 'Use mode: spool (snapshot mode is not supported yet)';
   if (field.startsWith('schedule')) return 'Write one of: daily: "02:00", every: 6h, cron: "0 2 * * 1-5"';
   return 'See "Configuration" in the README for the allowed values';

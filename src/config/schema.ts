@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { Cron } from 'croner';
 import { parseDuration } from './duration.js';
+import { ftpTargetSchema } from '../targets/ftp-config.js';
 import type { Schedule } from '../../machines/schedule.js';
 
 export type { Schedule };
@@ -52,7 +53,7 @@ const fileTargetSchema = z.strictObject({
   retention: retentionSchema.default({ keep: 7 }),
 });
 
-const targetSchema = z.discriminatedUnion('type', [fileTargetSchema]);
+const targetSchema = z.discriminatedUnion('type', [fileTargetSchema, ftpTargetSchema]);
 
 const pathsSchema = z.strictObject({
   root: absolutePath.default('/'),

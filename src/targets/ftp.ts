@@ -171,16 +171,15 @@ export class FtpTarget implements Target {
         return this.describe(id, already);
       }
       const names = await this.names(client);
-      if (names.has(partialName(id))) {
-        // Left by a commit that broke off after the rename and a new upload of the same id.
-        if (names.has(dump)) await this.attempt('remove', this.url(dump), () => client.remove(dump));
-        await this.attempt('rename', this.url(dump), () => client.rename(partialName(id), dump));
-      } else if (!names.has(dump)) {
+      const uploaded = names.has(partialName(id));
+      if (!uploaded && !names.has(dump)) {
         throw new UserError('target', `there is no uploaded backup ${id} to publish`, {
           where: this.url(partialName(id)),
           hint: 'Run the backup again; the earlier backups were kept',
         });
       }
+      // The metadata goes up first, under a temporary name: if the server is full now,
+      // nothing has been renamed yet. The renames that follow need no space.
       const text = Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`);
       const pending = meta + PARTIAL;
       try {
@@ -188,6 +187,11 @@ export class FtpTarget implements Target {
       } catch (e) {
         await this.discard(client, [pending]);
         throw e;
+      }
+      if (uploaded) {
+        // A dump already there is left by a commit that broke off after its rename, before a new upload.
+        if (names.has(dump)) await this.attempt('remove', this.url(dump), () => client.remove(dump));
+        await this.attempt('rename', this.url(dump), () => client.rename(partialName(id), dump));
       }
       await this.attempt('rename', this.url(meta), () => client.rename(pending, meta));
       return this.describe(id, metadata);
@@ -335,16 +339,20 @@ export class FtpTarget implements Target {
     const client = await this.connect();
     const where = this.url(name);
     try {
+      // A missing file is said now rather than as an error on the stream.
       await client.size(name);
     } catch (e) {
-      client.close();
-      if (e instanceof FTPError && e.code === 550) {
-        throw new UserError('target', missing, {
-          where,
-          hint: '"syn3-backup list" shows the backups that are there',
-        });
+      const unsupported = e instanceof FTPError && e.code >= 500 && e.code <= 504;
+      if (!unsupported) {
+        client.close();
+        if (e instanceof FTPError && e.code === 550) {
+          throw new UserError('target', missing, {
+            where,
+            hint: '"syn3-backup list" shows the backups that are there',
+          });
+        }
+        throw this.failure(e, 'download', where);
       }
-      throw this.failure(e, 'download', where);
     }
     // basic-ftp ends and destroys the stream it is given on its own schedule: give it an
     // inner sink and end the outer stream only once the server has confirmed the transfer.
@@ -387,11 +395,11 @@ export class FtpTarget implements Target {
   private async readMetadata(client: Client, id: string): Promise<BackupMetadata | undefined> {
     const chunks: Buffer[] = [];
     let size = 0;
+    // Read to the end whatever comes (stopping early would break the connection), keep a little.
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
         size += chunk.length;
-        if (size > MAX_META_BYTES) return done(new Error('metadata file too large'));
-        chunks.push(chunk);
+        if (size <= MAX_META_BYTES) chunks.push(chunk);
         done();
       },
     });
@@ -399,9 +407,9 @@ export class FtpTarget implements Target {
       await client.downloadTo(sink, metaName(id));
     } catch (e) {
       if (e instanceof FTPError && e.code === 550) return undefined;
-      if (e instanceof Error && e.message === 'metadata file too large') return undefined;
       throw this.failure(e, 'download', this.url(metaName(id)));
     }
+    if (size > MAX_META_BYTES) return undefined;
     try {
       const m = JSON.parse(Buffer.concat(chunks).toString('utf8')) as BackupMetadata;
       return m.format === METADATA_FORMAT && m.id === id ? m : undefined;
@@ -421,7 +429,7 @@ export class FtpTarget implements Target {
    */
   private async uploadFailure(e: unknown, client: Client, id: string, bytes: number): Promise<UserError> {
     const where = this.url(partialName(id));
-    const after = bytes > 0 ? ` after ${formatBytes(bytes)}` : '';
+    const after = bytes > 0 ? ` after ${formatBytes(bytes)} had been sent` : '';
     if (e instanceof FTPError || isUserError(e)) {
       const failure = this.failure(e, 'upload', where, after);
       await this.discard(client, [partialName(id)]);

@@ -1,10 +1,15 @@
+/**
+ * The target named by `target.type`. Each is imported when it is needed: the
+ * network clients (the S3 SDK above all) would otherwise slow every tick.
+ */
 import type { TargetConfig } from '../config/schema.js';
-import { FileTarget } from './file.js';
 import type { Target } from './target.js';
 
-export function createTarget(config: TargetConfig): Target {
+export async function createTarget(config: TargetConfig): Promise<Target> {
   switch (config.type) {
     case 'file':
-      return new FileTarget(config);
+      return new (await import('./file.js')).FileTarget(config);
+    case 'ftp':
+      return new (await import('./ftp.js')).FtpTarget(config);
   }
 }

@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const crash = JSON.parse(crashJson ?? '{}') as CrashPoint;
   const runId = newRunId();
   const log = createLogger({ stateDir: config.paths.state, format: 'json', quiet: true, runId, command: 'crash-harness' });
-  const base = createTarget(config.target);
+  const base = await createTarget(config.target);
   const target = crash.kind === 'inDump' ? crashingTarget(base, crash.bytes) : base;
   const outcome = await runBackup({
     config,
