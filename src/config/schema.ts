@@ -7,6 +7,8 @@ import { z } from 'zod';
 import { Cron } from 'croner';
 import { parseDuration } from './duration.js';
 import { ftpTargetSchema } from '../targets/ftp-config.js';
+import { tapeTargetSchema } from '../targets/tape-config.js';
+import { smbTargetSchema } from '../targets/smb-config.js';
 import type { Schedule } from '../../machines/schedule.js';
 
 export type { Schedule };
@@ -53,7 +55,7 @@ const fileTargetSchema = z.strictObject({
   retention: retentionSchema.default({ keep: 7 }),
 });
 
-const targetSchema = z.discriminatedUnion('type', [fileTargetSchema, ftpTargetSchema]);
+const targetSchema = z.discriminatedUnion('type', [fileTargetSchema, smbTargetSchema, ftpTargetSchema, tapeTargetSchema]);
 
 const pathsSchema = z.strictObject({
   root: absolutePath.default('/'),

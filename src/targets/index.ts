@@ -9,7 +9,11 @@ export async function createTarget(config: TargetConfig): Promise<Target> {
   switch (config.type) {
     case 'file':
       return new (await import('./file.js')).FileTarget(config);
+    case 'smb':
+      return new (await import('./smb.js')).SmbTarget(config);
     case 'ftp':
       return new (await import('./ftp.js')).FtpTarget(config);
+    case 'tape':
+      return new (await import('./tape.js')).TapeTarget(config);
   }
 }

@@ -7,10 +7,13 @@
  * metadata is written last (under a temporary name, then renamed) and removed
  * first, so an interrupted run never leaves a half backup listed.
  *
- * smbclient runs one command list per connection; the password stays in the
- * 0600 credentials file handed to -A, never on a command line. Its exit
- * status is that of the last command only, so every step whose failure
- * matters runs as the last (or only) command of its own connection.
+ * smbclient runs one command list per connection (each costs a process and a
+ * login, about 0.1 s); the password stays in the 0600 credentials file handed
+ * to -A, never on a command line. Its exit status is that of the last command
+ * only, so a step whose failure matters runs last, or its outcome is read
+ * from what smbclient printed (a listing, an NT_STATUS_* line).
+ * Each host should have its own target.directory: cleanPending takes any
+ * unfinished upload in the directory for a leftover.
  */
 import { readFile, stat, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,6 +32,10 @@ const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** How long a command that moves no backup data may take (smbclient gives up on a silent server after 20 s). */
 const CONTROL_TIMEOUT_MS = 120_000;
 const SAID_LIMIT = 64 * 1024;
+/** More than smbclient's message about a file it cannot open. */
+const HOLD_BYTES = 4096;
+/** How much of the end of a read is kept, to find a message smbclient printed there. */
+const TAIL_BYTES = 1024;
 
 export interface SmbCredentials {
   file: string;
@@ -157,10 +164,8 @@ export class SmbTarget implements Target {
 
   async check(): Promise<void> {
     // Connects, logs in, opens the share, enters the directory and makes sure .incoming can be created there.
-    const { stdout } = await this.smb(`mkdir ${INCOMING}; ls ${INCOMING}`, 'check');
-    if (/NT_STATUS_(ACCESS_DENIED|MEDIA_WRITE_PROTECTED)/.test(stdout)) {
-      throw this.error({ said: stdout, cause: undefined }, 'check', this.where);
-    }
+    const r = await this.session(`mkdir ${INCOMING}; ls ${INCOMING}`, 'check');
+    if (!r.ok || /NT_STATUS_(ACCESS_DENIED|MEDIA_WRITE_PROTECTED)/.test(r.said)) throw this.error(r, 'check', this.where);
   }
 
   async write(id: string, source: Readable): Promise<void> {
@@ -182,18 +187,15 @@ export class SmbTarget implements Target {
     });
     const [piped, stored] = await Promise.allSettled([pipeline(source, child.stdin!), finish(child, 'smbclient', args, creds.secrets)]);
     const failure = stored.status === 'rejected' ? failedFrom(stored.reason, stdout) : undefined;
-    if (failure && !(killed && failure.signal === 'SIGKILL')) {
-      const error = this.error(failure, 'write', `${this.where}/${name}`);
-      // A partial file is useless, and on a full share it holds the space the next run needs.
-      if (!CONNECTION_FAILURES.includes(classifySmbFailure(failure.said, failure.signal).failure)) {
-        await this.smb(`del ${name}`, 'remove').catch(() => undefined);
-      }
-      throw error;
-    }
-    if (piped.status === 'rejected') {
+    const sourceFailed = piped.status === 'rejected' && (!failure || (killed && failure.signal === 'SIGKILL'));
+    if (!failure && !sourceFailed) return;
+    // A partial file is useless, and on a full share it holds the space the next run needs.
+    // (Nothing was created when the connection, the login or the directory failed.)
+    if (sourceFailed || !CONNECTION_FAILURES.includes(classifySmbFailure(failure!.said, failure!.signal).failure)) {
       await this.smb(`del ${name}`, 'remove').catch(() => undefined);
-      throw piped.reason;
     }
+    if (sourceFailed) throw (piped as PromiseRejectedResult).reason;
+    throw this.error(failure!, 'write', `${this.where}/${name}`);
   }
 
   async openPending(id: string): Promise<Readable> {
@@ -201,11 +203,17 @@ export class SmbTarget implements Target {
   }
 
   async commit(id: string, metadata: BackupMetadata): Promise<StoredBackup> {
-    // Without -f: a dump already under the final name is looked at before anything replaces it.
-    const renamed = await this.session(`rename ${pendingDump(id)} ${finalDump(id)}`, 'commit');
-    if (!renamed.ok) {
-      const { failure } = classifySmbFailure(renamed.said);
-      if (failure !== 'not-found' && !/NT_STATUS_OBJECT_NAME_COLLISION/.test(renamed.said)) throw this.error(renamed, 'commit', `${this.where}/${finalDump(id)}`);
+    // One connection publishes the dump and uploads the metadata under its temporary name; a second
+    // one renames the metadata into place, which is what makes the backup count.
+    // The rename has no -f: a dump already under the final name is looked at before anything replaces it.
+    const first = await this.session(`rename ${pendingDump(id)} ${finalDump(id)}; put - ${pendingMeta(id)}`, 'commit', {
+      input: `${JSON.stringify(metadata, null, 2)}\n`,
+    });
+    const renameFailed = /^NT_STATUS_\w+ renaming files.*$/m.exec(first.said)?.[0];
+    if (renameFailed) {
+      const { failure } = classifySmbFailure(renameFailed);
+      const collision = renameFailed.startsWith('NT_STATUS_OBJECT_NAME_COLLISION');
+      if (failure !== 'not-found' && !collision) throw this.error({ ...first, said: renameFailed }, 'commit', `${this.where}/${finalDump(id)}`);
       const already = await this.readMetadata(id);
       if (already && already.sha256 !== metadata.sha256) {
         throw new UserError('target', `a different backup with id ${id} is already on the target`, {
@@ -214,20 +222,18 @@ export class SmbTarget implements Target {
         });
       }
       if (already) return this.describe(id, metadata);
-      if (failure === 'not-found') {
-        // An earlier commit of this id may have got as far as the rename.
-        if (!(await this.exists(finalDump(id)))) {
-          throw new UserError('target', `there is no written backup ${id} to commit`, {
-            where: `${this.where}/${pendingDump(id)}`,
-            hint: 'Run the backup again; the earlier backups were kept',
-          });
-        }
-      } else {
+      if (collision) {
         // A dump without metadata is the leftover of an interrupted run: the verified one replaces it.
         await this.smb(`rename ${pendingDump(id)} ${finalDump(id)} -f`, 'commit');
+      } else if (!(await this.exists(finalDump(id)))) {
+        // Not there either: an earlier commit of this id did not get as far as the rename.
+        throw new UserError('target', `there is no written backup ${id} to commit`, {
+          where: `${this.where}/${pendingDump(id)}`,
+          hint: 'Run the backup again; the earlier backups were kept',
+        });
       }
     }
-    await this.smb(`put - ${pendingMeta(id)}`, 'commit', { input: `${JSON.stringify(metadata, null, 2)}\n` });
+    if (!first.ok) throw this.error(first, 'commit', `${this.where}/${pendingMeta(id)}`);
     await this.smb(`rename ${pendingMeta(id)} ${finalMeta(id)} -f`, 'commit');
     return this.describe(id, metadata);
   }
@@ -315,20 +321,60 @@ export class SmbTarget implements Target {
   }
 
   /**
-   * Streams a file from the share. Its presence is checked first, on its own
-   * connection: smbclient prints an open failure on stdout, which here is the data.
-   * The stream fails at its end if smbclient did not finish cleanly.
+   * Streams a file from the share, on one connection. smbclient reports a
+   * file it cannot open on stdout, which here is the data: so the first bytes
+   * are held until there are more than such a message could be, or smbclient
+   * has ended; a failure to open (no file, no server, wrong password) rejects
+   * here, before the caller starts. A failure later fails the stream at its
+   * end, so a short read never passes for a whole one.
    */
   private async read(name: string): Promise<Readable> {
-    if (!(await this.exists(name))) throw this.error({ said: 'NT_STATUS_OBJECT_NAME_NOT_FOUND', cause: undefined }, 'read', `${this.where}/${name}`);
+    const where = `${this.where}/${name}`;
     const creds = await readSmbCredentials(this.config.credentials_file);
     const args = this.args(creds, `get ${name} -`);
     const child = start('smbclient', args, { stdout: 'pipe', secrets: creds.secrets });
+    const stdout = child.stdout!;
+    const exited = finish(child, 'smbclient', args, creds.secrets);
+    exited.catch(() => undefined); // awaited through `done`
+    // Done once all output is in and smbclient has ended; its exit says how it went.
+    const done = finished(stdout)
+      .catch(() => undefined)
+      .then(() => exited);
+    const held: Buffer[] = [];
+    let heldBytes = 0;
+    const opened = await new Promise<boolean>((resolve) => {
+      const hold = (chunk: Buffer) => {
+        held.push(chunk);
+        heldBytes += chunk.length;
+        if (heldBytes < HOLD_BYTES) return;
+        stdout.pause();
+        stdout.off('data', hold);
+        resolve(true);
+      };
+      stdout.on('data', hold);
+      done.then(
+        () => resolve(false),
+        () => resolve(false),
+      );
+    });
     const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-    child.stdout!.pipe(out, { end: false });
-    Promise.all([finish(child, 'smbclient', args, creds.secrets), finished(child.stdout!)]).then(
+    if (!opened) {
+      await done.catch((e: unknown) => {
+        throw this.error(failedFrom(e, Buffer.concat(held).toString('utf8')), 'read', where);
+      });
+      out.end(Buffer.concat(held));
+      return out;
+    }
+    out.write(Buffer.concat(held));
+    stdout.pipe(out, { end: false });
+    // What smbclient printed last went to stdout too (say, a failure to close the file): keep the tail.
+    let tail: Buffer = Buffer.concat(held).subarray(-TAIL_BYTES);
+    stdout.on('data', (chunk: Buffer) => {
+      tail = chunk.length >= TAIL_BYTES ? chunk.subarray(-TAIL_BYTES) : Buffer.concat([tail, chunk]).subarray(-TAIL_BYTES);
+    });
+    done.then(
       () => out.end(),
-      (e: unknown) => out.destroy(this.error(failedFrom(e), 'read', `${this.where}/${name}`)),
+      (e: unknown) => out.destroy(this.error(failedFrom(e, tail.toString('latin1')), 'read', where)),
     );
     // A reader that stops early must not leave smbclient behind.
     out.on('close', () => {
@@ -367,7 +413,9 @@ export class SmbTarget implements Target {
       return { ok: true, stdout: r.stdout, said: `${r.stdout}\n${r.stderr}`, cause: undefined };
     } catch (e) {
       const failure = failedFrom(e);
-      if (CONNECTION_FAILURES.includes(classifySmbFailure(failure.said, failure.signal).failure)) throw this.error(failure, action, this.where);
+      // A session that was cut short (connection lost, killed, timed out) says nothing reliable about its commands.
+      const { failure: what } = classifySmbFailure(failure.said, failure.signal);
+      if (CONNECTION_FAILURES.includes(what) || what === 'dropped' || failure.signal) throw this.error(failure, action, this.where);
       const c = (e as { cause?: { stdout?: unknown } }).cause;
       return { ...failure, ok: false, stdout: typeof c?.stdout === 'string' ? c.stdout : '' };
     }

@@ -42,6 +42,10 @@ const TAPE_FORMAT = 1;
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** Labels and records are small; anything bigger than this is not one of ours. */
 const RECORD_MAX = MiB;
+/** How much of the dump may wait in memory for the drive. */
+const WRITE_AHEAD = 16 * MiB;
+/** At most this many blocks in one write (IOV_MAX is 1024). */
+const MAX_BATCH = 256;
 const STATUS_TIMEOUT_MS = 2 * 60_000;
 /** Rewinding or spacing over a whole LTO tape takes minutes. */
 const MOTION_TIMEOUT_MS = 20 * 60_000;
@@ -105,8 +109,8 @@ export function parseMtStatus(text: string): DriveStatus {
 // ---- the drive: mt for motion and status, the media for blocks ----
 
 interface BlockWriter {
-  /** One tape block, exactly the block size. */
-  write(block: Buffer): Promise<void>;
+  /** Tape blocks, in order, each exactly the block size: one system call for them all. */
+  write(blocks: Buffer[]): Promise<void>;
   /** Ends the tape file with a file mark. */
   close(): Promise<void>;
   /** Closes after a failure, ignoring further errors. */
@@ -141,11 +145,13 @@ class TapeDeviceMedia implements TapeMedia {
   async openWrite(size: number): Promise<BlockWriter> {
     const fh = await open(this.device, fsc.O_WRONLY);
     return {
-      write: async (block) => {
-        if (block.length !== size) throw new Error(`internal: a tape block of ${block.length} bytes, not ${size}`);
-        const { bytesWritten } = await fh.write(block, 0, block.length, null);
+      write: async (blocks) => {
+        checkBlocks(blocks, size);
+        // writev: the st driver has no vectored write, so the kernel hands it
+        // each buffer as a write of its own, and each buffer is one tape block.
+        const { bytesWritten } = await fh.writev(blocks);
         // A short write is the drive's early warning that the tape ends here.
-        if (bytesWritten !== block.length) throw Object.assign(new Error('end of tape'), { code: 'ENOSPC' });
+        if (bytesWritten !== blocks.length * size) throw Object.assign(new Error('end of tape'), { code: 'ENOSPC', bytesWritten });
       },
       close: () => fh.close(),
       abandon: () => fh.close().catch(() => undefined),
@@ -190,9 +196,9 @@ class FileStandInMedia implements TapeMedia {
     await this.removeAfter(file);
     const fh = await open(this.path(file), 'w', 0o600);
     return {
-      write: async (block) => {
-        if (block.length !== size) throw new Error(`internal: a tape block of ${block.length} bytes, not ${size}`);
-        await writeAll(fh, block);
+      write: async (blocks) => {
+        checkBlocks(blocks, size);
+        await writeAll(fh, blocks, size);
       },
       close: async () => {
         await fh.sync();
@@ -239,12 +245,28 @@ class FileStandInMedia implements TapeMedia {
   }
 }
 
-async function writeAll(fh: FileHandle, block: Buffer): Promise<void> {
+function checkBlocks(blocks: Buffer[], size: number): void {
+  const odd = blocks.find((b) => b.length !== size);
+  if (odd) throw new Error(`internal: a tape block of ${odd.length} bytes, not ${size}`);
+}
+
+/**
+ * A regular file may take less than all of it; the rest goes again (a full
+ * disk then says ENOSPC). A failure tells how much of it was written.
+ */
+async function writeAll(fh: FileHandle, blocks: Buffer[], size: number): Promise<void> {
+  const total = blocks.length * size;
   let done = 0;
-  while (done < block.length) {
-    const { bytesWritten } = await fh.write(block, done, block.length - done, null);
-    if (bytesWritten === 0) throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
-    done += bytesWritten;
+  try {
+    done = (await fh.writev(blocks)).bytesWritten;
+    while (done < total) {
+      const rest = Buffer.concat(blocks).subarray(done);
+      const { bytesWritten } = await fh.write(rest, 0, rest.length, null);
+      if (bytesWritten === 0) throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
+      done += bytesWritten;
+    }
+  } catch (e) {
+    throw Object.assign(e as Error, { bytesWritten: done });
   }
 }
 
@@ -293,7 +315,7 @@ class TapeDrive {
   /** Writes at the current position, which ends the tape's data there. Failures come as TapeIoError. */
   async openWrite(size: number): Promise<BlockWriter> {
     const w = await io(this.media.openWrite(size));
-    return { write: (block) => io(w.write(block)), close: () => io(w.close()), abandon: () => w.abandon() };
+    return { write: (blocks) => io(w.write(blocks)), close: () => io(w.close()), abandon: () => w.abandon() };
   }
 
   /** Reads the tape file at the current position. Failures come as TapeIoError. */
@@ -347,7 +369,8 @@ export class TapeTarget implements Target {
       await this.writeRecord(drive, label);
       const { length } = await this.writeDump(drive, source, (n) => (written = n));
       await this.writeRecord(drive, { ...stamp('end'), id, length });
-      await drive.rewind();
+      // No rewind: every operation puts the tape where it needs it, and the
+      // verification that reads the dump back comes next.
     } catch (e) {
       source.destroy();
       await drive.rewind().catch(() => undefined);
@@ -503,7 +526,9 @@ export class TapeTarget implements Target {
     json.copy(padded);
     const writer = await drive.openWrite(size);
     try {
-      for (let at = 0; at < padded.length; at += size) await writer.write(padded.subarray(at, at + size));
+      const blocks: Buffer[] = [];
+      for (let at = 0; at < padded.length; at += size) blocks.push(padded.subarray(at, at + size));
+      await writer.write(blocks);
       await writer.close();
     } catch (e) {
       await writer.abandon();
@@ -513,27 +538,66 @@ export class TapeTarget implements Target {
 
   /**
    * The dump in blocks of exactly block_size, the last one padded with zeros.
-   * Two buffers: one block goes to the drive while the next one fills.
+   * The blocks go to the drive in order, one write at a time, while the
+   * stream fills more buffers behind them (up to WRITE_AHEAD): each write
+   * takes all the blocks filled meanwhile, so the drive keeps streaming when
+   * the dump stalls for a moment, and the dump when the drive does.
    */
   private async writeDump(drive: TapeDrive, source: Readable, progress: (bytes: number) => void): Promise<{ length: number }> {
     const size = this.config.block_size;
+    const depth = Math.max(2, Math.ceil(WRITE_AHEAD / size));
     const writer = await drive.openWrite(size);
-    let block = Buffer.allocUnsafe(size);
-    let spare = Buffer.allocUnsafe(size);
-    let fill = 0;
+    const free: Buffer[] = [];
+    let allocated = 0;
+    const full: Buffer[] = [];
+    let writing: Promise<void> | undefined;
+    let failure: { error: unknown } | undefined;
+    let wake: (() => void) | undefined;
     let length = 0;
-    let inFlight: Promise<void> = Promise.resolve();
-    const flush = async (): Promise<void> => {
-      await inFlight;
-      progress(length - fill);
-      const full = block;
-      block = spare;
-      spare = full;
-      fill = 0;
-      inFlight = writer.write(full);
-      inFlight.catch(() => undefined);
+    let written = 0;
+    const changed = (): void => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    const waitForChange = (): Promise<void> => new Promise<void>((resolve) => (wake = resolve));
+    const pump = (): void => {
+      if (writing || failure || full.length === 0) return;
+      const batch = full.splice(0, MAX_BATCH);
+      writing = writer.write(batch).then(
+        () => {
+          written += batch.length * size;
+          progress(Math.min(written, length));
+          free.push(...batch);
+          writing = undefined;
+          pump();
+          changed();
+        },
+        (error: unknown) => {
+          // How much of the failed write reached the tape, where the media can tell.
+          const partial = error instanceof TapeIoError ? (error.failure as { bytesWritten?: unknown }).bytesWritten : undefined;
+          if (typeof partial === 'number') progress(Math.min(written + partial, length));
+          failure = { error };
+          writing = undefined;
+          changed();
+        },
+      );
+    };
+    const nextBuffer = async (): Promise<Buffer> => {
+      for (;;) {
+        if (failure) throw failure.error;
+        const b = free.pop();
+        if (b) return b;
+        if (allocated < depth) {
+          allocated += 1;
+          return Buffer.allocUnsafe(size);
+        }
+        await waitForChange();
+      }
     };
     try {
+      let block = await nextBuffer();
+      let fill = 0;
       for await (const chunk of source as AsyncIterable<Buffer>) {
         let offset = 0;
         while (offset < chunk.length) {
@@ -542,18 +606,24 @@ export class TapeTarget implements Target {
           fill += n;
           offset += n;
           length += n;
-          if (fill === size) await flush();
+          if (fill === size) {
+            full.push(block);
+            pump();
+            block = await nextBuffer();
+            fill = 0;
+          }
         }
       }
       if (fill > 0) {
         block.fill(0, fill);
-        await flush();
+        full.push(block);
+        pump();
       }
-      await inFlight;
-      progress(length);
+      while ((full.length > 0 || writing) && !failure) await waitForChange();
+      if (failure) throw failure.error;
       await writer.close();
     } catch (e) {
-      await inFlight.catch(() => undefined);
+      await writing;
       await writer.abandon();
       throw e;
     }

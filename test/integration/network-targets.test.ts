@@ -1,5 +1,5 @@
 /**
- * A real backup and restore through each network target: `syn3-backup
+ * A real backup and restore through each target that is not a local file: `syn3-backup
  * backup` streams xfsdump to the server, verifies it by reading it back and
  * publishes it; the restore's read path (the target's stream into
  * xfsrestore, as the restore's restoreHome phase does for a target that is
@@ -15,6 +15,8 @@ import { listBackups, runCli, SANDBOX_HOST } from '../support/cli.js';
 import { populateRichTree } from '../support/rich-tree.js';
 import { createSandbox, createXfsVolume, destroyAll, type Sandbox } from '../support/sandbox.js';
 import { startFtpServer } from '../support/servers/ftp.js';
+import { startSmbServer } from '../support/servers/smb.js';
+import { createTapeStandIn } from '../support/tape-standin.js';
 import { diffTrees, snapshotTree, XFSRESTORE_LOSSES } from '../support/tree-compare.js';
 
 interface Server {
@@ -24,6 +26,10 @@ interface Server {
 }
 
 const SERVERS: Record<string, () => Promise<Server>> = {
+  smb: async () => {
+    const s = await startSmbServer({ shares: [{ name: 'backup' }] });
+    return { target: ['type: smb', `share: ${s.unc('backup')}`, `port: ${s.port}`, `credentials_file: ${s.credentialsFile}`], stop: () => s.stop() };
+  },
   ftp: async () => {
     const s = await startFtpServer();
     const dir = s.makeDirectory('backups');
@@ -31,6 +37,11 @@ const SERVERS: Record<string, () => Promise<Server>> = {
       target: ['type: ftp', `host: ${s.host}`, `port: ${s.port}`, `user: ${s.user}`, `password_file: ${s.passwordFile}`, `directory: ${dir}`],
       stop: () => s.stop(),
     };
+  },
+  // No tape drive or emulator runs here: a file stands in for the tape, and an mt stand-in on PATH.
+  tape: async () => {
+    const t = createTapeStandIn();
+    return { target: ['type: tape', `device: ${t.device}`, 'block_size: 64KiB', 'retention:', '  keep: 1'], stop: async () => t.cleanup() };
   },
 };
 
