@@ -28,6 +28,9 @@ import { arch, cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { benchTargetFtp } from './target-ftp.js';
+import { benchTargetSmb } from './target-smb.js';
+import { benchTargetTape } from './target-tape.js';
 import { createActor, toPromise } from 'xstate';
 import { xfsdumpArgs } from '../actors/xfsdump.js';
 import { readLayout } from '../actors/layout.js';
@@ -481,6 +484,46 @@ function packageVersions(): Record<string, string> {
   );
 }
 
+interface CompressionBench {
+  none: { size: number; dumpMs: number };
+  zstd: { size: number; dumpMs: number };
+}
+
+/** zstd on against off: the same home backed up once more with compression: zstd; sizes and dump-step times. */
+function compressionBench(s: Setup, plain: CliRun): CompressionBench {
+  const zstdConfig = `${s.configFile}.zstd.yaml`;
+  writeFileSync(zstdConfig, `${readFileSync(s.configFile, 'utf8')}\ncompression: zstd\n`);
+  say('compression: one more backup of the same home with compression: zstd');
+  const zstd = cliBackup({ ...s, configFile: zstdConfig });
+  return { none: { size: plain.size, dumpMs: plain.steps.dump ?? 0 }, zstd: { size: zstd.size, dumpMs: zstd.steps.dump ?? 0 } };
+}
+
+interface TargetRow {
+  name: string;
+  bareMBps: number;
+  programMBps: number;
+  ratio: number;
+}
+
+/** Each target's write against its bare client on the same bytes, one run each; a target whose server cannot start is reported, not fatal. */
+async function targetBenches(bytes: number): Promise<TargetRow[]> {
+  const benches: Array<[string, () => Promise<{ bareMBps: number; programMBps: number; ratio: number }>]> = [
+    ['smb', () => benchTargetSmb(bytes, { rounds: 3 })],
+    ['ftp', () => benchTargetFtp(bytes, { rounds: 3 })],
+    ['tape', () => benchTargetTape(bytes, { rounds: 3 })],
+  ];
+  const rows: TargetRow[] = [];
+  for (const [name, run] of benches) {
+    say(`target ${name}: ${fmtBytes(bytes)} through the bare client and through the target`);
+    try {
+      rows.push({ name, ...(await run()) });
+    } catch (e) {
+      say(`target ${name}: not measured: ${(e as Error).message}`);
+    }
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) {
     process.stderr.write('bench: run as root (it creates loop devices and mounts XFS file systems)\n');
@@ -502,6 +545,7 @@ async function main(): Promise<void> {
   let dumpBytes = 0;
   let firstBackup: CliRun | undefined;
   let restore: RestoreBench | undefined;
+  let compression: CompressionBench | undefined;
   try {
     say('first backup (full system sync, first dump); recording the rsync calls');
     firstBackup = cliBackup(s, { PATH: `${s.wrapDir}:${process.env.PATH ?? '/usr/bin:/bin'}` });
@@ -513,6 +557,7 @@ async function main(): Promise<void> {
     dumpBytes = dump.dumpBytes;
     rows.push(...dump.rows);
     rows.push(tickRatio(s));
+    compression = compressionBench(s, firstBackup);
 
     const fairDump = dump.rows[1]!;
     if (forceDiagnosis || (fairDump.ratio > fairDump.goal && !noDiagnosis)) {
@@ -536,6 +581,8 @@ async function main(): Promise<void> {
     await s.target.destroy().catch((e: unknown) => say(`cleanup: ${String(e)}`));
     await s.sb.cleanup();
   }
+
+  const targets = await targetBenches(quick ? 128 * MiB : 512 * MiB);
 
   const totalMs = performance.now() - started;
   const machine = {
@@ -568,6 +615,18 @@ async function main(): Promise<void> {
     `data: home ${s.homeFiles} files / ${fmtBytes(s.homeBytes)} (+ the system copy), root ${s.rootFiles}+ files / ${fmtBytes(s.rootBytes)}; dump ${fmtBytes(dumpBytes)}\n\n`,
   );
   process.stdout.write(`${table(rows)}\n\n`);
+  if (compression) {
+    process.stdout.write(
+      `compression (a backup of the same home): none ${fmtBytes(compression.none.size)} with its dump step in ${fmtMs(compression.none.dumpMs)}; zstd ${fmtBytes(compression.zstd.size)} (${(compression.zstd.size / compression.none.size).toFixed(3)} of the size) in ${fmtMs(compression.zstd.dumpMs)}\n`,
+    );
+  }
+  if (targets.length) {
+    process.stdout.write('\ntargets: a backup stream into each target against the bare client moving the same bytes (goal: program >= 0.90 of bare):\n');
+    for (const t of targets) {
+      process.stdout.write(`  ${t.name.padEnd(6)} bare ${t.bareMBps.toFixed(0).padStart(5)} MB/s  program ${t.programMBps.toFixed(0).padStart(5)} MB/s  ratio ${t.ratio.toFixed(3)}  ${t.ratio >= 0.9 ? 'met' : 'MISSED'}\n`);
+    }
+  }
+
   for (const r of rows) process.stdout.write(`- ${r.name}: ${r.how}\n`);
   const sys = rows.find((r) => r.name.startsWith('second system sync'));
   if (sys?.extra) {
@@ -626,7 +685,7 @@ async function main(): Promise<void> {
   if (!cacheDropped()) process.stdout.write('note: could not drop the page cache; the dump figures are warm, not cold\n');
   if (quick) process.stdout.write('note: --quick (small home): not the figures the issue asks for; results.json not written\n');
   else {
-    writeFileSync(RESULTS, `${JSON.stringify({ date: new Date().toISOString(), machine, data, totalMs, results: rows, dumpDiagnosis: diagnosis, restore, firstBackup }, null, 2)}\n`);
+    writeFileSync(RESULTS, `${JSON.stringify({ date: new Date().toISOString(), machine, data, totalMs, results: rows, compression, targets, dumpDiagnosis: diagnosis, restore, firstBackup }, null, 2)}\n`);
     process.stdout.write(`written: ${RESULTS}\n`);
   }
 }
