@@ -31,6 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { benchTargetFtp } from './target-ftp.js';
 import { benchTargetSmb } from './target-smb.js';
 import { benchTargetTape } from './target-tape.js';
+import { benchTargetS3 } from './target-s3.js';
 import { createActor, toPromise } from 'xstate';
 import { xfsdumpArgs } from '../actors/xfsdump.js';
 import { readLayout } from '../actors/layout.js';
@@ -512,6 +513,7 @@ async function targetBenches(bytes: number): Promise<TargetRow[]> {
   const benches: Array<[string, () => Promise<{ bareMBps: number; programMBps: number; ratio: number }>]> = [
     ['smb', () => benchTargetSmb(bytes, { rounds: 3 })],
     ['ftp', () => benchTargetFtp(bytes, { rounds: 3 })],
+    ['s3', () => benchTargetS3(bytes, { rounds: 3 })],
     ['tape', () => benchTargetTape(bytes, { rounds: 3 })],
   ];
   const rows: TargetRow[] = [];

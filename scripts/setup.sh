@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # grub-pc-bin, grub2-common and udev: the restore reinstalls GRUB (tested on a loop disk).
-# samba, smbclient, vsftpd, openssl: the SMB and FTP/FTPS targets' tests run real servers on 127.0.0.1.
-APT_PACKAGES=(xfsprogs xfsdump rsync acl attr util-linux fdisk zstd grub-pc-bin grub2-common udev samba smbclient vsftpd openssl)
+# samba, smbclient, vsftpd, openssl, radosgw, ceph-mon, ceph-osd: the SMB, FTP/FTPS and S3 targets'
+# tests run real servers on 127.0.0.1 (Ceph: one monitor, one OSD on a file, the RADOS Gateway).
+APT_PACKAGES=(xfsprogs xfsdump rsync acl attr util-linux fdisk zstd grub-pc-bin grub2-common udev samba smbclient vsftpd openssl radosgw ceph-mon ceph-osd)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup: run as root: the tests create loop devices and mount XFS file systems" >&2

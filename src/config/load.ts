@@ -110,7 +110,7 @@ function kindOf(value: unknown): string {
   return `${typeof value === 'number' ? 'the number' : 'the value'} ${String(value)}`;
 }
 
-const TARGET_TYPES = ['file', 'smb', 'ftp', 'tape'];
+const TARGET_TYPES = ['file', 'smb', 'ftp', 's3', 'tape'];
 
 const KNOWN_KEYS: Record<string, string[]> = {
   '': ['host', 'schedule', 'mode', 'compression', 'paths', 'modules', 'system_sync', 'target', 'restore'],

@@ -9,6 +9,7 @@ import { parseDuration } from './duration.js';
 import { ftpTargetSchema } from '../targets/ftp-config.js';
 import { tapeTargetSchema } from '../targets/tape-config.js';
 import { smbTargetSchema } from '../targets/smb-config.js';
+import { s3TargetSchema } from '../targets/s3-config.js';
 import type { Schedule } from '../../machines/schedule.js';
 
 export type { Schedule };
@@ -55,7 +56,7 @@ const fileTargetSchema = z.strictObject({
   retention: retentionSchema.default({ keep: 7 }),
 });
 
-const targetSchema = z.discriminatedUnion('type', [fileTargetSchema, smbTargetSchema, ftpTargetSchema, tapeTargetSchema]);
+const targetSchema = z.discriminatedUnion('type', [fileTargetSchema, smbTargetSchema, ftpTargetSchema, s3TargetSchema, tapeTargetSchema]);
 
 const pathsSchema = z.strictObject({
   root: absolutePath.default('/'),

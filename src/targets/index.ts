@@ -13,6 +13,8 @@ export async function createTarget(config: TargetConfig): Promise<Target> {
       return new (await import('./smb.js')).SmbTarget(config);
     case 'ftp':
       return new (await import('./ftp.js')).FtpTarget(config);
+    case 's3':
+      return new (await import('./s3.js')).S3Target(config);
     case 'tape':
       return new (await import('./tape.js')).TapeTarget(config);
   }

@@ -62,38 +62,34 @@ export class S3Target implements Target {
 
   async write(id: string, source: Readable): Promise<void> {
     const key = this.dumpKey(id);
-    if (await this.manifestOf(id, 'check')) {
-      source.destroy();
-      throw new UserError('target', `a backup with id ${id} is already committed on the target`, {
-        where: this.url(key),
-        hint: 'Run the backup again: it gets a new id; the backup already there is kept',
-      });
-    }
-    const { client } = await this.connect();
-    // lib-storage destroys the stream it reads when it gives up (with an AbortError): give it
-    // its own, so that only a real failure of the source counts as one.
+    // lib-storage destroys the stream it reads when it gives up, with an AbortError of
+    // its own making: only another error is a failure of the source. (Listening from the
+    // start also keeps an early error of the source from going unhandled.)
     let sourceError: unknown;
-    const body = new PassThrough({ highWaterMark: MiB });
-    source.once('error', (e) => {
+    source.on('error', (e) => {
       sourceError ??= e;
-      body.destroy(e);
-    });
-    source.pipe(body);
-    const upload = new Upload({
-      client,
-      params: { Bucket: this.config.bucket, Key: key, Body: body, ContentType: 'application/octet-stream' },
-      partSize: this.config.part_size * MiB,
-      queueSize: this.config.queue_size,
-      // Parts of a failed upload are aborted; those of a crashed one are left for cleanPending.
-      leavePartsOnError: false,
     });
     try {
+      if (await this.manifestOf(id, 'check', this.url(key))) {
+        throw new UserError('target', `a backup with id ${id} is already committed on the target`, {
+          where: this.url(key),
+          hint: 'Run the backup again: it gets a new id; the backup already there is kept',
+        });
+      }
+      const { client } = await this.connect();
+      const upload = new Upload({
+        client,
+        params: { Bucket: this.config.bucket, Key: key, Body: source, ContentType: 'application/octet-stream' },
+        partSize: this.config.part_size * MiB,
+        queueSize: this.config.queue_size,
+        // Parts of a failed upload are aborted; those of a crashed one are left for cleanPending.
+        leavePartsOnError: false,
+      });
       await upload.done();
     } catch (e) {
       // Stop the producer (xfsdump is killed by its caller once this rejects).
-      source.unpipe(body);
       source.destroy();
-      if (sourceError !== undefined) throw sourceError;
+      if (sourceError !== undefined && (sourceError === e || !isAbortError(sourceError))) throw sourceError;
       if (e instanceof Error && /Exceeded \d+ parts/.test(e.message)) {
         throw new UserError('target', `the backup is larger than 10,000 parts of ${this.config.part_size} MiB, the S3 limit; the partial backup was discarded`, {
           where: this.url(key),
@@ -256,11 +252,11 @@ export class S3Target implements Target {
     }
   }
 
-  private async manifestOf(id: string, action: Action): Promise<BackupMetadata | undefined> {
+  private async manifestOf(id: string, action: Action, where?: string): Promise<BackupMetadata | undefined> {
     const key = this.manifestKey(id);
     let text: string;
     try {
-      const got = await this.send(action, this.url(key), (c) => c.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: key })));
+      const got = await this.send(action, where ?? this.url(key), (c) => c.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: key })));
       text = (await got.Body?.transformToString('utf8')) ?? '';
     } catch (e) {
       if (e instanceof UserError && notFound(e.cause) && !bucketMissing(e.cause)) return undefined;
@@ -308,8 +304,8 @@ export class S3Target implements Target {
         region: this.config.region,
         forcePathStyle: this.config.force_path_style,
         credentials,
-        // CRC32 trailers are not understood by every S3-compatible server (Ceph before Reef);
-        // integrity is checked end to end by the verify step's SHA-256 anyway.
+        // The SDK's default CRC32 checksums (since 3.729) are refused by some S3-compatible
+        // stores and cost CPU; the verify step checks the whole backup's SHA-256 anyway.
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
         requestHandler: { connectionTimeout: 15_000, socketTimeout: 300_000 },
@@ -450,6 +446,10 @@ function errorCode(e: unknown): string {
   }
   if (e instanceof Error && typeof (e as { Code?: unknown }).Code === 'string') return (e as unknown as { Code: string }).Code;
   return '';
+}
+
+function isAbortError(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
 }
 
 function bucketMissing(e: unknown): boolean {

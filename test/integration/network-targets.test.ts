@@ -16,6 +16,7 @@ import { populateRichTree } from '../support/rich-tree.js';
 import { createSandbox, createXfsVolume, destroyAll, type Sandbox } from '../support/sandbox.js';
 import { startFtpServer } from '../support/servers/ftp.js';
 import { startSmbServer } from '../support/servers/smb.js';
+import { startS3Server } from '../support/servers/s3.js';
 import { createTapeStandIn } from '../support/tape-standin.js';
 import { diffTrees, snapshotTree, XFSRESTORE_LOSSES } from '../support/tree-compare.js';
 
@@ -35,6 +36,16 @@ const SERVERS: Record<string, () => Promise<Server>> = {
     const dir = s.makeDirectory('backups');
     return {
       target: ['type: ftp', `host: ${s.host}`, `port: ${s.port}`, `user: ${s.user}`, `password_file: ${s.passwordFile}`, `directory: ${dir}`],
+      stop: () => s.stop(),
+    };
+  },
+  s3: async () => {
+    const s = await startS3Server();
+    const bucket = await s.createBucket();
+    const credentials = join(s.dir, 'syn3-s3.cred');
+    await s.writeCredentialsFile(credentials);
+    return {
+      target: ['type: s3', `endpoint: ${s.endpoint}`, `region: ${s.region}`, `bucket: ${bucket}`, 'prefix: sandbox/', `credentials_file: ${credentials}`],
       stop: () => s.stop(),
     };
   },
