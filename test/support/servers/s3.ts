@@ -10,9 +10,8 @@
  * does it if this process dies without running either (SIGKILL, crash).
  *
  * Reuse: acquireS3Server() shares one cluster per process (refcounted), and
- * attaches to a cluster someone else started (s3-global-setup.ts, a vitest
- * globalSetup) when SYN3_S3_CLUSTER names its state file, so several test
- * files or a benchmark can share one start in a run. Tests give each case
+ * attaches to a cluster another process started when SYN3_S3_CLUSTER names
+ * its state file, so several test files or a benchmark can share one start. Tests give each case
  * its own bucket, so sharing is safe.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
