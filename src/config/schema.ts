@@ -4,8 +4,8 @@
  * typo never silently falls back to a default.
  */
 import { z } from 'zod';
+import { absolutePath, duration, retentionSchema } from './fields.js';
 import { Cron } from 'croner';
-import { parseDuration } from './duration.js';
 import { ftpTargetSchema } from '../targets/ftp-config.js';
 import { tapeTargetSchema } from '../targets/tape-config.js';
 import { smbTargetSchema } from '../targets/smb-config.js';
@@ -14,14 +14,7 @@ import type { Schedule } from '../../machines/schedule.js';
 
 export type { Schedule };
 
-const absolutePath = z
-  .string()
-  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path (starting with /)' });
 
-const duration = z
-  .string()
-  .refine((d) => parseDuration(d) !== undefined, { message: 'must be a duration such as 90s, 30m, 6h or 1d' })
-  .transform((d) => parseDuration(d)!);
 
 const dailyTime = z.string().refine((t) => /^([01]\d|2[0-3]):[0-5]\d$/.test(t), {
   message: 'must be a time of day as HH:MM, 24-hour clock (e.g. "02:00")',
@@ -45,9 +38,6 @@ const scheduleSchema = z
     message: 'needs exactly one of daily, every or cron',
   });
 
-const retentionSchema = z.strictObject({
-  keep: z.number().int().min(1, 'must keep at least 1 backup').max(1000),
-});
 
 const fileTargetSchema = z.strictObject({
   type: z.literal('file'),

@@ -3,21 +3,11 @@
  * whose password sits in a root-only file, and the directory the backups go to.
  */
 import { z } from 'zod';
-import { parseDuration } from '../config/duration.js';
+import { absolutePath, duration, retentionSchema } from '../config/fields.js';
 
-const absolutePath = z
-  .string()
-  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path (starting with /)' });
 
-const duration = z
-  .string()
-  .refine((d) => parseDuration(d) !== undefined, { message: 'must be a duration such as 90s, 30m, 6h or 1d' })
-  .transform((d) => parseDuration(d)!);
 
 /** Same as the file target's: how many backups of this host to keep. */
-const retentionSchema = z.strictObject({
-  keep: z.number().int().min(1, 'must keep at least 1 backup').max(1000),
-});
 
 /** Nothing that could end an FTP command line or smuggle a second one in. */
 const ftpText = z.string().min(1).refine((s) => !/[\r\n\0]/.test(s), { message: 'must not contain line breaks or NUL' });

@@ -3,15 +3,9 @@
  * MinIO, ...). The keys live in a 0600 file, never in the configuration.
  */
 import { z } from 'zod';
+import { absolutePath, retentionSchema } from '../config/fields.js';
 
-const absolutePath = z
-  .string()
-  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path (starting with /)' });
 
-// A copy of the file target's, so this module needs nothing from schema.ts.
-const retentionSchema = z.strictObject({
-  keep: z.number().int().min(1, 'must keep at least 1 backup').max(1000),
-});
 
 export const S3_DEFAULT_CREDENTIALS_FILE = '/etc/syn3-backup/s3.cred';
 

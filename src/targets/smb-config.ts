@@ -4,15 +4,7 @@
  * password=, domain= lines), handed to smbclient -A as is.
  */
 import { z } from 'zod';
-
-// A copy of the retention schema in schema.ts (importing it would make a cycle).
-const retentionSchema = z.strictObject({
-  keep: z.number().int().min(1, 'must keep at least 1 backup').max(1000),
-});
-
-const absolutePath = z
-  .string()
-  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path (starting with /)' });
+import { absolutePath, retentionSchema } from '../config/fields.js';
 
 /** //server/share: a host name or IPv4 address, and one share name (no subfolders: those go in directory). */
 const share = z
