@@ -321,7 +321,7 @@ async function systemSyncRatio(s: Setup): Promise<Row> {
     ratio: p / b,
     goal: 1.1,
     unit: 'ms',
-    how: 'warm cache; median of 5, alternating; program = the systemSync step (syncSystem + readLayout) run in-process as the machine invokes it',
+    how: 'warm cache; median of 5, alternating; program = the systemSync step (the rsyncs of / and /boot) run in-process as the machine invokes it; the layout is its own step',
     extra: {
       bareRuns: bare,
       stepRuns: program,
@@ -443,7 +443,7 @@ function tickRatio(s: Setup): Row {
 function restoreRows(r: RestoreBench): Row[] {
   const p = r.program.steps.restoreHome!;
   const how =
-    'one run each; program = "restoreHome: started".."restoreHome: done" in the log of a real `syn3-backup restore --confirm HOST` on a new machine (home formatted by the program, the dump streamed from the target through a sha256 into xfsrestore -F -J -B -), from a cold cache (its preflight reads the dump back whole first, so restoreHome finds it in the page cache); bare = xfsrestore -F -J -B -f FILE onto the same device freshly formatted';
+    'one run each; program = "restoreHome: started".."restoreHome: done" in the log of a real `syn3-backup restore --confirm HOST` on a new machine (home formatted by the program; a local dump proven by the preflight is read by xfsrestore -F -J -B -f itself), from a cold cache (its preflight reads the dump back whole first, so restoreHome finds it in the page cache); bare = xfsrestore -F -J -B -f FILE onto the same device freshly formatted';
   const extra = { bareCommand: r.bareCommand, backup: r.backup, program: r.program, bareCold: r.bareCold, bareWarm: r.bareWarm };
   return [
     { name: 'restore of /home vs bare xfsrestore, both cold', bare: r.bareCold.ms, program: p, ratio: p / r.bareCold.ms, goal: 1.05, unit: 'ms', how: `${how}, cold cache`, extra },
@@ -653,7 +653,7 @@ async function main(): Promise<void> {
   if (restore) {
     const p = restore.program;
     process.stdout.write(
-      `  restore: restoreHome ${fmtMs(p.steps.restoreHome!)} (it also hashes the stream); bare cold ${fmtMs(restore.bareCold.ms)} (${restore.bareCold.cpu.toFixed(2)} s CPU), bare with the dump cached ${fmtMs(restore.bareWarm.ms)} (${restore.bareWarm.cpu.toFixed(2)} s CPU)\n` +
+      `  restore: restoreHome ${fmtMs(p.steps.restoreHome!)} (xfsrestore reading the proven file itself); bare cold ${fmtMs(restore.bareCold.ms)} (${restore.bareCold.cpu.toFixed(2)} s CPU), bare with the dump cached ${fmtMs(restore.bareWarm.ms)} (${restore.bareWarm.cpu.toFixed(2)} s CPU)\n` +
         `  restore, for information: the whole \`restore\` ${fmtMs(p.wallMs)} (${p.cpu.toFixed(2)} s CPU): ${Object.entries(p.steps).map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}\n` +
         `  restore: entries restored: program ${p.entries} (with its own .syn3restore files), bare ${restore.bareCold.entries}\n`,
     );
