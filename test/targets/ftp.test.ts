@@ -14,12 +14,10 @@ import { UserError } from '../../src/errors.js';
 import { FtpTarget, readPasswordFile } from '../../src/targets/ftp.js';
 import { ftpTargetSchema } from '../../src/targets/ftp-config.js';
 import { METADATA_FORMAT, type BackupMetadata, type Target } from '../../src/targets/target.js';
-import { freePort, ftpServerMissing, startFtpServer, type FtpServer } from '../support/servers/ftp.js';
+import { freePort, startFtpServer, type FtpServer } from '../support/servers/ftp.js';
 
 const MiB = 1024 * 1024;
-const missing = ftpServerMissing();
-// In CI a missing prerequisite fails the run (startFtpServer throws); elsewhere the suite is skipped.
-const runIt = missing === undefined || process.env.CI === 'true';
+// A missing prerequisite fails the run (startFtpServer throws and says what to install): never a skip.
 
 interface Data {
   bytes: Buffer;
@@ -111,7 +109,7 @@ function localFiles(server: FtpServer, directory: string): string[] {
   return readdirSync(join(server.root, directory)).sort();
 }
 
-describe.skipIf(!runIt)('FTP target on a real vsftpd (plain FTP)', () => {
+describe('FTP target on a real vsftpd (plain FTP)', () => {
   let server: FtpServer;
   let n = 0;
   /** A fresh, empty backup directory per test. */
@@ -367,7 +365,7 @@ describe.skipIf(!runIt)('FTP target on a real vsftpd (plain FTP)', () => {
   });
 });
 
-describe.skipIf(!runIt)('FTP target faults that need a server of their own', () => {
+describe('FTP target faults that need a server of their own', () => {
   it('full: the upload fails as "full", the partial is removed, the earlier backup is intact', async () => {
     const own = await startFtpServer({ tmpfsMiB: 12 });
     try {
@@ -436,7 +434,7 @@ describe.skipIf(!runIt)('FTP target faults that need a server of their own', () 
   });
 });
 
-describe.skipIf(!runIt)('FTP target on a real vsftpd (explicit FTPS, self-signed certificate)', () => {
+describe('FTP target on a real vsftpd (explicit FTPS, self-signed certificate)', () => {
   let server: FtpServer;
   let n = 0;
   const fresh = () => server.makeDirectory(`s${++n}`);

@@ -12,12 +12,10 @@ import { UserError } from '../../src/errors.js';
 import { smbTargetSchema, type SmbTargetConfig } from '../../src/targets/smb-config.js';
 import { classifySmbFailure, parseSmbListing, SmbTarget } from '../../src/targets/smb.js';
 import { METADATA_FORMAT, type BackupMetadata } from '../../src/targets/target.js';
-import { freePort, smbServerMissing, startSmbServer, type SmbServer } from '../support/servers/smb.js';
+import { freePort, startSmbServer, type SmbServer } from '../support/servers/smb.js';
 
 const MiB = 1024 * 1024;
-const missing = smbServerMissing();
-// In CI a missing prerequisite fails the run (startSmbServer throws); elsewhere the file is skipped.
-const suite = missing && process.env.CI !== 'true' ? describe.skip : describe;
+// A missing prerequisite fails the run (startSmbServer throws and says what to install): never a skip.
 
 let server: SmbServer;
 let folders = 0;
@@ -25,7 +23,6 @@ let folders = 0;
 let made = 0;
 
 beforeAll(async () => {
-  if (missing && process.env.CI !== 'true') return;
   server = await startSmbServer({ shares: [{ name: 'backups' }, { name: 'small', tmpfsMiB: 20 }, { name: 'readonly', readOnly: true }] });
 });
 
@@ -171,7 +168,7 @@ describe('smb target: reading what smbclient says', () => {
   });
 });
 
-suite('smb target: the Target contract against a real smbd', () => {
+describe('smb target: the Target contract against a real smbd', () => {
   it('stores a multi-MB stream under a temporary name that openPending reads back byte for byte', async () => {
     const { target, local } = setUp();
     const data = randomBytes(24 * MiB);
@@ -314,7 +311,7 @@ suite('smb target: the Target contract against a real smbd', () => {
   });
 });
 
-suite('smb target: the credentials file', () => {
+describe('smb target: the credentials file', () => {
   it('is refused when others can read it, before anything is sent', async () => {
     const file = server.writeCredentials(join(server.dir, 'open.cred'), { mode: 0o644 });
     const { target } = setUp({ credentials_file: file });
@@ -333,7 +330,7 @@ suite('smb target: the credentials file', () => {
   });
 });
 
-suite('smb target: the password stays in the credentials file', () => {
+describe('smb target: the password stays in the credentials file', () => {
   it('smbclient gets the credentials file on its command line, never the password', async () => {
     const { target } = setUp();
     const seen: string[][] = [];
@@ -369,7 +366,7 @@ suite('smb target: the password stays in the credentials file', () => {
   });
 });
 
-suite('smb target: faults fail the run with a clear error and keep the previous backup', () => {
+describe('smb target: faults fail the run with a clear error and keep the previous backup', () => {
   /** A target with one committed backup, as before a failing run. */
   async function withPrevious(share = 'backups', bytes = 2 * MiB): Promise<Setup & { previous: Buffer }> {
     const setup = setUp({}, share);
