@@ -9,8 +9,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
+import { freePort, safetyNet } from './common.js';
 import { join } from 'node:path';
 
 export const FTP_HOST = '127.0.0.1';
@@ -71,48 +72,9 @@ export function ftpServerMissing(): string | undefined {
   return undefined;
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, FTP_HOST, () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
-// ---- process-wide safety net: nothing survives a test run that dies ----
-
-const live = new Set<Server>();
-const FATAL_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
-
-function onFatalSignal(signal: NodeJS.Signals): void {
-  for (const s of [...live]) s.stopSync();
-  setSafetyNet(false);
-  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-}
-
-function onExit(): void {
-  for (const s of [...live]) s.stopSync();
-}
-
-function setSafetyNet(on: boolean): void {
-  const method = on ? 'on' : 'off';
-  process[method]('exit', onExit);
-  for (const signal of FATAL_SIGNALS) process[method](signal, onFatalSignal);
-}
-
-function track(s: Server): void {
-  if (live.size === 0) setSafetyNet(true);
-  live.add(s);
-}
-
-function untrack(s: Server): void {
-  if (live.delete(s) && live.size === 0) setSafetyNet(false);
-}
+const { track, untrack } = safetyNet();
 
 // ---- the server ----
 

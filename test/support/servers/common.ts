@@ -1,0 +1,52 @@
+/** What every test server shares: a free port on 127.0.0.1, and a safety net so none outlives a dying test run. */
+import { createServer } from 'node:net';
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Stoppable {
+  stopSync(): void;
+}
+
+const FATAL_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+
+/**
+ * Servers tracked while they run are stopped on exit and on fatal signals
+ * (vitest stops its workers with SIGTERM); the hooks are installed only
+ * while something is tracked.
+ */
+export function safetyNet(): { track(s: Stoppable): void; untrack(s: Stoppable): void } {
+  const live = new Set<Stoppable>();
+  const onExit = () => {
+    for (const s of [...live]) s.stopSync();
+  };
+  const onFatalSignal = (signal: NodeJS.Signals) => {
+    onExit();
+    set(false);
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
+  const set = (on: boolean) => {
+    const method = on ? 'on' : 'off';
+    process[method]('exit', onExit);
+    for (const signal of FATAL_SIGNALS) process[method](signal, onFatalSignal);
+  };
+  return {
+    track(s) {
+      if (live.size === 0) set(true);
+      live.add(s);
+    },
+    untrack(s) {
+      if (live.delete(s) && live.size === 0) set(false);
+    },
+  };
+}
