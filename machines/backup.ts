@@ -87,6 +87,10 @@ function pushHistory(history: HistoryEntry[], entry: HistoryEntry): HistoryEntry
   return [...history, entry].slice(-HISTORY_LIMIT);
 }
 
+function failedEntry(run: CurrentRun, at: number, step: string, reason: string): HistoryEntry {
+  return { id: run.id, result: 'failed', startedAt: run.startedAt, finishedAt: at, durationMs: at - run.startedAt, step, reason };
+}
+
 /** A failed step: the machine records why and where, and rests in `failed`. */
 function failAt(step: string) {
   return { target: '#backup.failed', actions: { type: 'recordFailure' as const, params: { step } } };
@@ -114,15 +118,7 @@ export const backupMachine = setup({
       // Only invoke errors lead here; XState types them apart from BackupEvent.
       const failure = failureOf((event as unknown as { error: unknown }).error);
       const at = Number.isFinite(failure.at) ? failure.at : run.startedAt;
-      const entry: HistoryEntry = {
-        id: run.id,
-        result: 'failed',
-        startedAt: run.startedAt,
-        finishedAt: at,
-        durationMs: at - run.startedAt,
-        step: params.step,
-        reason: failure.reason,
-      };
+      const entry = failedEntry(run, at, params.step, failure.reason);
       const consecutiveFailures = context.consecutiveFailures + 1;
       return {
         run: undefined,
@@ -135,15 +131,7 @@ export const backupMachine = setup({
     recordAbandoned: assign(({ context, event }) => {
       const run = runOf(context);
       const at = event.type === 'ABANDON' ? event.now : run.startedAt;
-      const entry: HistoryEntry = {
-        id: run.id,
-        result: 'failed',
-        startedAt: run.startedAt,
-        finishedAt: at,
-        durationMs: at - run.startedAt,
-        step: 'abandoned',
-        reason: event.type === 'ABANDON' ? event.reason : 'abandoned',
-      };
+      const entry = failedEntry(run, at, 'abandoned', event.type === 'ABANDON' ? event.reason : 'abandoned');
       return { run: undefined, history: pushHistory(context.history, entry) };
     }),
     startRun: assign(({ event }) => ({
