@@ -8,19 +8,16 @@
  * Up to 4 GiB the server's root is a tmpfs, so its disk does not decide the
  * figures. MBps is 10^6 bytes per second.
  */
-import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Readable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { FtpTarget } from '../src/targets/ftp.js';
 import { ftpTargetSchema } from '../src/targets/ftp-config.js';
 import { startFtpServer, type FtpServer } from '../test/support/servers/ftp.js';
-import { median } from './util.js';
+import { median, randomSource } from './util.js';
 
 const MiB = 1024 * 1024;
-const POOL = randomBytes(16 * MiB);
 
 export interface FtpBenchOptions {
   /** Explicit FTPS for both sides (default: plain FTP). */
@@ -30,18 +27,6 @@ export interface FtpBenchOptions {
   say?: (line: string) => void;
 }
 
-/** `bytes` of incompressible data in 1 MiB chunks, cut from a random pool at shifting offsets. */
-function source(bytes: number): Readable {
-  return Readable.from(
-    (function* () {
-      let i = 0;
-      for (let done = 0; done < bytes; done += MiB, i++) {
-        const off = (i * 7919 * 1024) % (POOL.length - MiB);
-        yield POOL.subarray(off, off + Math.min(MiB, bytes - done));
-      }
-    })(),
-  );
-}
 
 async function bare(server: FtpServer, bytes: number): Promise<number> {
   const t0 = performance.now();
@@ -55,7 +40,7 @@ async function bare(server: FtpServer, bytes: number): Promise<number> {
       secure: server.tls,
       ...(server.certFile ? { secureOptions: { ca: readFileSync(server.certFile) } } : {}),
     });
-    await client.uploadFrom(source(bytes), '/bench/bare.bin');
+    await client.uploadFrom(randomSource(bytes), '/bench/bare.bin');
   } finally {
     client.close();
   }
@@ -64,7 +49,7 @@ async function bare(server: FtpServer, bytes: number): Promise<number> {
 
 async function program(target: FtpTarget, bytes: number, id: string): Promise<number> {
   const t0 = performance.now();
-  await target.write(id, source(bytes));
+  await target.write(id, randomSource(bytes));
   return performance.now() - t0;
 }
 

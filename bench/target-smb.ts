@@ -9,18 +9,16 @@
  * decide the figures. MBps is 10^6 bytes per second.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SmbTarget } from '../src/targets/smb.js';
 import { smbTargetSchema } from '../src/targets/smb-config.js';
 import { startSmbServer, type SmbServer } from '../test/support/servers/smb.js';
+import { randomSource } from './util.js';
 
 const MiB = 1024 * 1024;
-const POOL = randomBytes(16 * MiB);
 
 export interface SmbBenchOptions {
   rounds?: number;
@@ -28,18 +26,6 @@ export interface SmbBenchOptions {
   say?: (line: string) => void;
 }
 
-/** `bytes` of incompressible data in 1 MiB chunks, cut from a random pool at shifting offsets. */
-function source(bytes: number): Readable {
-  return Readable.from(
-    (function* () {
-      let i = 0;
-      for (let done = 0; done < bytes; done += MiB, i++) {
-        const off = (i * 7919 * 1024) % (POOL.length - MiB);
-        yield POOL.subarray(off, off + Math.min(MiB, bytes - done));
-      }
-    })(),
-  );
-}
 
 async function bare(server: SmbServer, bytes: number): Promise<number> {
   const t0 = performance.now();
@@ -49,7 +35,7 @@ async function bare(server: SmbServer, bytes: number): Promise<number> {
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  await pipeline(source(bytes), child.stdin);
+  await pipeline(randomSource(bytes), child.stdin);
   const code = await exited;
   if (code !== 0) throw new Error(`bare smbclient put failed (${code}): ${stderr.trim()}`);
   return performance.now() - t0;
@@ -57,7 +43,7 @@ async function bare(server: SmbServer, bytes: number): Promise<number> {
 
 async function program(target: SmbTarget, bytes: number, id: string): Promise<number> {
   const t0 = performance.now();
-  await target.write(id, source(bytes));
+  await target.write(id, randomSource(bytes));
   return performance.now() - t0;
 }
 

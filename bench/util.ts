@@ -2,6 +2,8 @@
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 
 export interface Timed {
   ms: number;
@@ -124,4 +126,21 @@ export function fmtMs(ms: number): string {
 
 export function fmtBytes(n: number): string {
   return n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)} GiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+const MiB = 1024 * 1024;
+let pool: Buffer | undefined;
+
+/** `bytes` of incompressible data in 1 MiB chunks, cut from a random pool at shifting offsets (no generator cost in the timing). */
+export function randomSource(bytes: number): Readable {
+  const p = (pool ??= randomBytes(16 * MiB));
+  return Readable.from(
+    (function* () {
+      let i = 0;
+      for (let done = 0; done < bytes; done += MiB, i++) {
+        const off = (i * 7919 * 1024) % (p.length - MiB);
+        yield p.subarray(off, off + Math.min(MiB, bytes - done));
+      }
+    })(),
+  );
 }
