@@ -85,9 +85,11 @@ async function prepareInitrd(config: Config, plan: RestorePlan, log: (m: string)
   const m = markerPaths(config);
   const homeUuid = plan.recorded.home.uuid ?? plan.devices.home.uuidBefore ?? '';
   const cli = process.argv[1] ?? '';
+  // The initrd formats / with its recorded UUID; the boot that does it must then mount that one.
+  const rootAfter = plan.recorded.root.uuid ? `UUID=${plan.recorded.root.uuid}` : plan.devices.root.device;
   writeDurable(
     m.initrdConf,
-    [`SYN3_HOME_UUID=${homeUuid}`, `SYN3_HOME_FSTYPE=xfs`, `SYN3_CONFIG=${config.file}`, `SYN3_NODE=${process.execPath}`, `SYN3_CLI=${cli}`, ''].join('\n'),
+    [`SYN3_HOME_UUID=${homeUuid}`, `SYN3_HOME_FSTYPE=xfs`, `SYN3_CONFIG=${config.file}`, `SYN3_NODE=${process.execPath}`, `SYN3_CLI=${cli}`, `SYN3_ROOT_AFTER=${rootAfter}`, ''].join('\n'),
     0o644,
   );
   // Only a real system's initramfs: a sandbox's root is not the one this kernel boots.

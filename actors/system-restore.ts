@@ -3,6 +3,12 @@
  * they had at backup time (so fstab and grub.cfg in the copy match them) and
  * filled from <home>/.syn3systembackup. Each device is checked before it is
  * formatted; a run interrupted by a power cut simply runs again.
+ *
+ * GRUB's boot code is installed again as soon as /boot is back, before the
+ * pending marker goes: the boot code in the MBR was made for the /boot that
+ * was just formatted and looks for its UUID, so a power cut between here and
+ * post.restore would otherwise leave a machine that stops at "grub rescue>"
+ * (found by the QEMU drill). post.restore installs it once more, as the seed does.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +21,7 @@ import { mount, mountPointsOf, unmount } from './mount.js';
 import { markerPaths, removeMarker } from './markers.js';
 import { RSYNC_OPTIONS } from './rsync.js';
 import { run } from './run.js';
+import { requireTools } from './tools.js';
 
 const NOT_COPIED_BACK = ['/tmp/*', '/run/*', '/proc/*', '/sys/*', '/dev/*', '/home/*'];
 
@@ -35,6 +42,7 @@ export async function restoreSystem(config: Config, plan: RestorePlan, log: (m: 
         const excludes = role === 'root' ? [...NOT_COPIED_BACK, '/boot/*', ...lockInCopy(config)] : [];
         log(`copying ${from} to ${role === 'root' ? '/' : '/boot'}`);
         await run('rsync', [...RSYNC_OPTIONS, ...excludes.map((e) => `--exclude=${e}`), from, `${mnt}/`]);
+        if (role === 'boot') await installBootCode(plan.grubDisks, mnt, log);
       } finally {
         await unmount(mnt);
       }
@@ -45,6 +53,15 @@ export async function restoreSystem(config: Config, plan: RestorePlan, log: (m: 
     return { restored };
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function installBootCode(disks: readonly string[], bootDir: string, log: (m: string) => void): Promise<void> {
+  if (!disks.length) return;
+  await requireTools(['grub-install']);
+  for (const disk of disks) {
+    log(`installing GRUB's boot code on ${disk} for the restored /boot`);
+    await run('grub-install', ['--target=i386-pc', `--boot-directory=${bootDir}`, disk]);
   }
 }
 

@@ -92,6 +92,8 @@ interface Restored {
   resumeTooEarly: CliResult;
   restoreAgain: CliResult;
   initrd: CliResult;
+  /** GRUB in the MBR and /boot right after the initrd phase, before post.restore. */
+  bootCodeAfterInitrd: { grubInMbr: boolean; grubCore: boolean };
   stateAfterInitrd: string | undefined;
   firstBoot: CliResult;
   again: CliResult;
@@ -146,6 +148,10 @@ async function runRestore(machine: NewMachine, variant: Variant): Promise<Restor
   await variant.beforeInitrd?.(machine);
   const initrd = await (variant.initrd ?? ((m) => runCli(m.initrdConfig, ['resume', '--initrd'])))(machine);
   expectOk('resume --initrd', initrd);
+  const bootCodeAfterInitrd = {
+    grubInMbr: (await machine.bootDisk.readMbr()).includes('GRUB'),
+    grubCore: await access(join(machine.boot.mountPoint, 'grub/i386-pc/core.img')).then(() => true, () => false),
+  };
   await bootRestoredSystem(machine);
   const stateAfterInitrd = (await restoreStatus(machine.config))?.state;
   await variant.beforeFirstBoot?.(machine);
@@ -160,6 +166,7 @@ async function runRestore(machine: NewMachine, variant: Variant): Promise<Restor
     resumeTooEarly,
     restoreAgain,
     initrd,
+    bootCodeAfterInitrd,
     stateAfterInitrd,
     firstBoot,
     again,
@@ -338,6 +345,11 @@ describe('restore onto a new machine: restore --confirm, resume --initrd, resume
     expect(mbr.subarray(510, 512)).toEqual(Buffer.from([0x55, 0xaa]));
     await access(join(machine.boot.mountPoint, 'grub/i386-pc/core.img'));
     await access(join(machine.boot.mountPoint, 'grub/i386-pc/normal.mod'));
+  }, TIMEOUT);
+
+  it('puts GRUB\'s boot code back in the initrd phase, so a power cut before post.restore still boots', async () => {
+    const { bootCodeAfterInitrd } = await restored();
+    expect(bootCodeAfterInitrd).toEqual({ grubInMbr: true, grubCore: true });
   }, TIMEOUT);
 
   it("runs the database module's restore, which reads back what its backup spooled", async () => {

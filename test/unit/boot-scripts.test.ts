@@ -106,6 +106,7 @@ beforeEach(() => {
       'SYN3_CONFIG=/etc/syn3-backup/config.yaml',
       'SYN3_NODE=/usr/bin/node',
       'SYN3_CLI=/opt/syn3-backup/dist/bin/syn3-backup.mjs',
+      `SYN3_ROOT_AFTER=UUID=${ROOT_AFTER}`,
       '',
     ].join('\n'),
   );
@@ -129,9 +130,22 @@ const RUNTIMES: Array<{ name: string; shell: string[] }> = [
   ...(BUSYBOX ? [{ name: 'busybox sh -e', shell: [BUSYBOX, 'sh', '-e'] }] : []),
 ];
 
+/**
+ * Debian's busybox runs its own applets (mount, chroot …) before anything on
+ * PATH, as it does in the initramfs; so under busybox the stubs are made shell
+ * functions that win over the applets, and the script is sourced after them.
+ */
+function withStubFunctions(script: string): string {
+  const wrapper = join(fake.dir, 'with-stub-functions.sh');
+  const functions = readdirSync(fake.bin).map((name) => `${name}() { "${join(fake.bin, name)}" "$@"; }`);
+  writeFileSync(wrapper, [...functions, `. "${script}"`, ''].join('\n'));
+  return wrapper;
+}
+
 function runScript(script: string, env: Record<string, string> = {}, o: { errexit?: boolean; shell?: string[] } = {}) {
   const [cmd, ...args] = o.shell ?? ['sh', ...(o.errexit ? ['-e'] : [])];
-  const r = spawnSync(cmd!, [...args, script], {
+  const target = cmd === BUSYBOX ? withStubFunctions(script) : script;
+  const r = spawnSync(cmd!, [...args, target], {
     encoding: 'utf8',
     timeout: 20_000,
     env: {
@@ -142,6 +156,7 @@ function runScript(script: string, env: Record<string, string> = {}, o: { errexi
       SYN3_INITRD_CONF: fake.conf,
       SYN3_FUNCTIONS: fake.functions,
       SYN3_MNT: fake.mnt,
+      SYN3_PARAM_CONF: paramConf(),
       ROOT: '/dev/sda2',
       ...env,
     },
@@ -150,6 +165,9 @@ function runScript(script: string, env: Record<string, string> = {}, o: { errexi
 }
 
 const sys = () => join(fake.mnt, '.syn3systembackup');
+const ROOT_AFTER = '0b1e2f3a-4c5d-4e6f-8a9b-0c1d2e3f4a5b';
+const paramConf = () => join(fake.dir, 'param.conf');
+const paramLines = () => (existsSync(paramConf()) ? readFileSync(paramConf(), 'utf8') : '');
 const chrootLine = () =>
   `chroot [${sys()}] [/usr/bin/node] [/opt/syn3-backup/dist/bin/syn3-backup.mjs] [--config] [/etc/syn3-backup/config.yaml] [resume] [--initrd]`;
 
@@ -204,6 +222,28 @@ describe('initramfs-premount', () => {
         `umount [${fake.mnt}]`,
       ]);
       expect(r.stdout).toMatch(/syn3-backup: a restore is pending/);
+    });
+
+    it(`${sh}: once / is back, this boot mounts the restored root: ROOT=UUID=... goes into /conf/param.conf`, () => {
+      pendingRestore();
+      const r = runScript(PREMOUNT, {}, { shell });
+      expect(r.status).toBe(0);
+      expect(paramLines()).toBe(`ROOT=UUID=${ROOT_AFTER}\n`);
+      expect(r.stdout).toMatch(/booting on with the restored root file system UUID=/);
+    });
+
+    it(`${sh}: nothing pending: the root this boot was given stays`, () => {
+      const r = runScript(PREMOUNT, {}, { shell });
+      expect(r.status).toBe(0);
+      expect(paramLines()).toBe('');
+    });
+
+    it(`${sh}: the administrator giving up in the panic shell: the root this boot was given stays`, () => {
+      pendingRestore();
+      const r = runScript(PREMOUNT, { STUB_CHROOT_FAILS: '5', PANIC_FIXES: '1' }, { shell });
+      expect(r.status).toBe(0);
+      expect(r.stdout).toMatch(/was removed: booting on without putting/);
+      expect(paramLines()).toBe('');
     });
 
     it(`${sh}: the program failing drops to panic; exiting the shell tries again`, () => {
