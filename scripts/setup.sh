@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 # samba, smbclient, vsftpd, openssl, radosgw, ceph-mon, ceph-osd: the SMB, FTP/FTPS and S3 targets'
 # tests run real servers on 127.0.0.1 (Ceph: one monitor, one OSD on a file, the RADOS Gateway).
 APT_PACKAGES=(xfsprogs xfsdump rsync acl attr util-linux fdisk zstd grub-pc-bin grub2-common udev samba smbclient vsftpd openssl radosgw ceph-mon ceph-osd)
+# --drill (npm run drill): QEMU for the virtual machines, mmdebstrap for their Debian,
+# busybox-static, cpio, lvm2 and binutils for the disk builder's initramfs and the guests' node.
+if [ "${1:-}" = --drill ]; then
+  APT_PACKAGES+=(qemu-system-x86 mmdebstrap busybox-static cpio lvm2 binutils e2fsprogs)
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup: run as root: the tests create loop devices and mount XFS file systems" >&2
