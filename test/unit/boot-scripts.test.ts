@@ -122,13 +122,19 @@ function pendingRestore(): void {
   writeFileSync(join(fake.mnt, '.syn3restore', 'pending-initrd'), '');
 }
 
-/** The shells the initrd scripts run under: dash (Debian's sh), with and without -e, and busybox ash when installed. */
-const BUSYBOX = onPath('busybox');
+/** The shells the initrd scripts run under: dash (Debian's sh), with and without -e, and busybox ash, the initramfs's own. */
+const BUSYBOX = onPath('busybox') ?? 'busybox';
 const RUNTIMES: Array<{ name: string; shell: string[] }> = [
   { name: 'sh', shell: ['sh'] },
   { name: 'sh -e', shell: ['sh', '-e'] },
-  ...(BUSYBOX ? [{ name: 'busybox sh -e', shell: [BUSYBOX, 'sh', '-e'] }] : []),
+  { name: 'busybox sh -e', shell: [BUSYBOX, 'sh', '-e'] },
 ];
+
+describe('the shells of the initramfs', () => {
+  it('busybox is installed, so the scripts are tried in the shell they meet at boot (scripts/setup.sh installs busybox-static)', () => {
+    expect(onPath('busybox')).toBeDefined();
+  });
+});
 
 /**
  * Debian's busybox runs its own applets (mount, chroot …) before anything on
