@@ -26,7 +26,7 @@ import { run } from '../actors/run.js';
 import { isUserError } from '../src/errors.js';
 import { requireDrillTools } from './tools.js';
 import { ALLOWED_DIFFERENCES } from './allowed-differences.js';
-import { compareFingerprints, readFingerprint } from './fingerprint.js';
+import { compareFingerprints, readFingerprint, type Entry } from './fingerprint.js';
 import { DrillFailure } from './failure.js';
 import { readJobDisk, writeJobDisk, type Job, type JobResult } from './job-disk.js';
 import { installMachine, makeBackupDisk, type Machine, type MachineSpec } from './machine.js';
@@ -104,7 +104,7 @@ async function main(): Promise<number> {
 
 async function drill(ctx: Context): Promise<void> {
   const { report, work } = ctx;
-  const template = await report.phase('the Debian template (cached)', () => ensureTemplate(DRILL_ROOT, (m) => process.stdout.write(`  ${m}\n`)),
+  const template = await report.phase('the Debian template (mmdebstrap, cached)', () => ensureTemplate(DRILL_ROOT, (m) => process.stdout.write(`  ${m}\n`)),
     (t) => (t.built.length ? `built: ${t.built.join(', ')}` : 'from the cache'));
   const node = await guestNode();
   const config = join(work, 'config.yaml');
@@ -115,7 +115,7 @@ async function drill(ctx: Context): Promise<void> {
   // 1. The original server.
   const original = await report.phase(`install the original machine (${ORIGINAL.diskSize} disk)`, () => installMachine(ORIGINAL, inputs));
   const life = await runJob(ctx, original, 'original: first boot, users and a database, syn3-backup tick', { name: 'life-and-backup', script: join(JOBS, 'life-and-backup.sh') });
-  requireJob(ctx, life, 'the backup job');
+  requireJob(life, 'the backup job');
   checkBootedThroughGrub(ctx, life.serialLog, 'the original machine');
   const status = readJson(life.result.dir, 'status.json') as { lastSuccess?: { id?: string; size?: number } | null };
   const backups = readJson(life.result.dir, 'list.json') as unknown[];
@@ -133,7 +133,7 @@ async function drill(ctx: Context): Promise<void> {
   const restore = await runJob(ctx, replacement, 'fresh machine: syn3-backup restore --confirm, reboot', {
     name: 'fresh-install-restore', script: join(JOBS, 'fresh-install-restore.sh'), then: 'reboot', files: { host: HOST },
   });
-  requireJob(ctx, restore, 'the restore job');
+  requireJob(restore, 'the restore job');
   checkBootedThroughGrub(ctx, restore.serialLog, 'the fresh machine');
   const restoreState = readJson(restore.result.dir, 'status.json') as { restore?: { state?: string } | null };
   report.check('the restore waits for the reboot', restoreState.restore?.state === 'awaitingReboot', `restore state ${restoreState.restore?.state ?? 'none'}`);
@@ -142,13 +142,13 @@ async function drill(ctx: Context): Promise<void> {
   await writeJobDisk(ctx.jobDisk, { name: 'after-restore', script: join(JOBS, 'after-restore.sh') });
   const cutLog = join(work, 'initrd-power-cut.serial.log');
   const cut = await report.phase('reboot: the initrd puts / back; the power is cut halfway', () => boot(machineBoot(ctx, replacement, 'initrd phase (power cut)', cutLog, {
-    when: /copying \/home\/\.syn3systembackup\/ to \/\r?$/m, afterMs: 15_000,
+    when: /copying \/home\/\.syn3systembackup\/ to \/\r?$/m, afterMs: 8_000,
   })), (r) => r.ended);
   report.check('the power was cut while the initrd phase copied /', cut.ended === "power cut" && /copying \/home\/\.syn3systembackup\/ to \/\r?$/m.test(serialText(cutLog)) && !/\/ and \/boot are back/.test(serialText(cutLog)));
 
   // 5. The next boot finishes the initrd phase, then the first boot runs post.restore.
   const first = await runJob(ctx, replacement, 'boot: the initrd phase again, then post.restore', undefined, 'first-boot');
-  requireJob(ctx, first, 'the first boot');
+  requireJob(first, 'the first boot');
   const firstSerial = serialText(first.serialLog);
   report.check('the initrd phase ran again and finished', /syn3-backup: a restore is pending/.test(firstSerial) && /syn3-backup: \/ and \/boot are back; booting on/.test(firstSerial));
   const resume = readText(first.result.dir, 'resume-result.txt');
@@ -158,7 +158,7 @@ async function drill(ctx: Context): Promise<void> {
 
   // 6. One more reboot: the restored machine on its own.
   const final = await runJob(ctx, replacement, 'reboot: the restored machine', { name: 'check', script: join(JOBS, 'check.sh') });
-  requireJob(ctx, final, 'the check job');
+  requireJob(final, 'the check job');
   checkBootedThroughGrub(ctx, final.serialLog, 'the restored machine');
   const cmdline = readText(final.result.dir, 'cmdline.txt');
   report.check('it boots the restored root (its original UUID)', cmdline.includes(`root=UUID=${original.uuids.root}`), cmdline.trim());
@@ -193,7 +193,7 @@ function machineBoot(ctx: Context, m: Machine, name: string, serialLog: string, 
   };
 }
 
-function requireJob(ctx: Context, j: JobRun, what: string): void {
+function requireJob(j: JobRun, what: string): void {
   if (j.result.rc === 0) return;
   const tail = j.result.log.split('\n').filter(Boolean).slice(-8).join('\n    ');
   throw new DrillFailure(`${what} ${j.result.rc === null ? 'never ran (no result on the job disk)' : `exited with ${j.result.rc}`}${tail ? `; its last lines:\n    ${tail}` : ''}`, j.serialLog);
@@ -204,8 +204,22 @@ function checkBootedThroughGrub(ctx: Context, serialLog: string, who: string): v
   ctx.report.check(`${who} booted from its disk through GRUB`, /GNU GRUB/.test(text) && /Booting `Debian GNU\/Linux/.test(text) && /Loading Linux/.test(text));
 }
 
+/** What the original machine's life made on /home, as the fingerprint must have seen it (else the comparison proves little). */
+const LIFE_SEEN: { path: string; what: string; seen: (e: Entry) => boolean }[] = [
+  { path: '/home/projects/plan.txt', what: 'an ACL and a user xattr', seen: (e) => /system\.posix_acl_access=/.test(e.xattrs ?? '') && /user\.origin=/.test(e.xattrs ?? '') },
+  { path: '/home/projects', what: 'a default ACL and setgid', seen: (e) => /system\.posix_acl_default=/.test(e.xattrs ?? '') && e.mode === '02775' },
+  { path: '/home/alice/random.bin', what: 'a trusted xattr', seen: (e) => /trusted\.syn3=/.test(e.xattrs ?? '') },
+  { path: '/home/alice/numbers.txt', what: 'setuid, owned by alice', seen: (e) => e.mode === '04750' && e.owner === '1001:1001' },
+  { path: '/home/bob/pipe', what: 'a fifo', seen: (e) => e.type === 'p' },
+  { path: '/home/bob/sparse.img', what: 'a 64 MiB sparse file', seen: (e) => e.size === String(64 * 2 ** 20) && Boolean(e.sha256) },
+];
+
 function compareMachines(ctx: Context, beforeDir: string, afterDir: string, original: Machine): void {
-  const c = compareFingerprints(readFingerprint(beforeDir), readFingerprint(afterDir), ALLOWED_DIFFERENCES);
+  const before = readFingerprint(beforeDir);
+  const unseen = LIFE_SEEN.filter((l) => { const e = before.get(l.path); return !e || !l.seen(e); });
+  ctx.report.check('the original fingerprint saw ACLs, default ACLs, xattrs, setuid, a fifo and a sparse file', unseen.length === 0,
+    unseen.length ? `not seen: ${unseen.map((l) => `${l.path} (${l.what})`).join(', ')}` : undefined);
+  const c = compareFingerprints(before, readFingerprint(afterDir), ALLOWED_DIFFERENCES);
   const shown = c.failures.slice(0, 15).map((d) => `${d.path}: ${d.what}`).join('; ');
   ctx.report.check(`the fingerprint matches: ${c.compared} paths with content, owner, mode, ACLs and xattrs`, c.failures.length === 0,
     c.failures.length ? `${c.failures.length} unexpected difference(s): ${shown}` : undefined);

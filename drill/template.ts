@@ -6,7 +6,7 @@
  * (for the disk builder's short boots) and the builder's initramfs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -43,12 +43,14 @@ export async function ensureTemplate(drillRoot: string, log: (m: string) => void
   const key = hash(JSON.stringify({ PACKAGES, SUITE, EXCLUDED_DOCS, mirror: mirror(), format: 1 }));
   const tar = join(dir, `debian-${SUITE}-${key}.tar`);
   const built: string[] = [];
-  if (!existsSync(tar)) {
+  if (!isFile(tar)) {
     log(`building the Debian template with mmdebstrap (${PACKAGES.length} packages; cached as ${tar})`);
+    // --format=tar: mmdebstrap would take a name not ending in .tar for a folder.
     const part = `${tar}.part`;
-    await rm(part, { force: true });
+    await rm(part, { recursive: true, force: true });
+    await rm(tar, { recursive: true, force: true });
     await run('mmdebstrap', [
-      '--variant=minbase', `--include=${PACKAGES.join(',')}`,
+      '--variant=minbase', '--format=tar', `--include=${PACKAGES.join(',')}`,
       ...EXCLUDED_DOCS.map((p) => `--dpkgopt=path-exclude=${p}`),
       SUITE, part, mirror(),
     ], { timeoutMs: 30 * 60_000 });
@@ -75,6 +77,10 @@ export async function ensureTemplate(drillRoot: string, log: (m: string) => void
     built.push('builder initramfs');
   }
   return { tar, kernel: join(kernelRoot, 'boot', vmlinuz), kernelRoot, builderInitrd, built };
+}
+
+function isFile(path: string): boolean {
+  return existsSync(path) && statSync(path).isFile();
 }
 
 function hash(text: string): string {

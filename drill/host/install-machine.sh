@@ -86,7 +86,6 @@ GRUB_TERMINAL=serial
 GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
 GRUB_DISABLE_OS_PROBER=true
 G
-mkdir -p "$M/etc/systemd/system/getty.target.wants"
 
 for d in dev dev/pts proc sys run; do mkdir -p "$M/$d"; done
 mount --bind /dev "$M/dev"; mount --bind /dev/pts "$M/dev/pts"

@@ -23,8 +23,8 @@ setfattr -n trusted.syn3 -v keep /home/alice/random.bin
 mkfifo /home/bob/pipe
 mkdir -p '/home/bob/names with spaces/ünïcødé'
 echo 'hello' > '/home/bob/names with spaces/ünïcødé/file'
-chmod 4750 /home/alice/numbers.txt
 chown -R alice:alice /home/alice; chown -R bob:bob /home/bob
+chmod 4750 /home/alice/numbers.txt
 touch -d '2001-02-03 04:05:06' /home/bob/link-to-alice /home/alice/random.bin
 # a database with rows in it, and the checksum of its content
 su postgres -s /bin/sh -c "createdb shop"
