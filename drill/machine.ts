@@ -5,8 +5,6 @@
  * And the backup disk, an XFS file system the machines mount at /backup.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../actors/run.js';
 import { DrillFailure } from './failure.js';
@@ -80,23 +78,10 @@ async function makeHomeVolume(spec: MachineSpec, disk: string, uuid: string, i: 
   }
 }
 
-/** The backup disk: one XFS file system, with the target folder on it. */
+/** The backup disk: one XFS file system, which the machines mount at /backup (the file target). */
 export async function makeBackupDisk(file: string, size: string): Promise<string> {
   const uuid = randomUUID();
   await run('truncate', ['-s', size, file]);
   await run('mkfs.xfs', ['-q', '-L', 'backup', '-m', `uuid=${uuid}`, file]);
-  const mnt = await mkdtemp(join(tmpdir(), 'syn3-drill-backupdisk-'));
-  const loop = (await run('losetup', ['-f', '--show', file])).stdout.trim();
-  try {
-    await run('mount', ['-t', 'xfs', loop, mnt]);
-    try {
-      await mkdir(join(mnt, 'syn3'), { mode: 0o700 });
-    } finally {
-      await run('umount', [mnt]);
-    }
-  } finally {
-    await run('losetup', ['-d', loop]);
-    await rm(mnt, { recursive: true, force: true });
-  }
   return uuid;
 }

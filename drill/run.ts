@@ -53,6 +53,9 @@ target:
   require_mount: true
 `;
 
+/** The initrd phase's log line as it starts to copy / back (on the serial console, CRLF). */
+const COPYING_ROOT = /copying \/home\/\.syn3systembackup\/ to \/\r?$/m;
+
 /** One boot's time limit under TCG on two cores; a healthy boot takes a fraction of it. */
 const BOOT_TIMEOUT_MS = 12 * 60_000;
 
@@ -142,9 +145,9 @@ async function drill(ctx: Context): Promise<void> {
   await writeJobDisk(ctx.jobDisk, { name: 'after-restore', script: join(JOBS, 'after-restore.sh') });
   const cutLog = join(work, 'initrd-power-cut.serial.log');
   const cut = await report.phase('reboot: the initrd puts / back; the power is cut halfway', () => boot(machineBoot(ctx, replacement, 'initrd phase (power cut)', cutLog, {
-    when: /copying \/home\/\.syn3systembackup\/ to \/\r?$/m, afterMs: 8_000,
+    when: COPYING_ROOT, afterMs: 8_000,
   })), (r) => r.ended);
-  report.check('the power was cut while the initrd phase copied /', cut.ended === "power cut" && /copying \/home\/\.syn3systembackup\/ to \/\r?$/m.test(serialText(cutLog)) && !/\/ and \/boot are back/.test(serialText(cutLog)));
+  report.check('the power was cut while the initrd phase copied /', cut.ended === 'power cut' && COPYING_ROOT.test(serialText(cutLog)) && !/\/ and \/boot are back/.test(serialText(cutLog)));
 
   // 5. The next boot finishes the initrd phase, then the first boot runs post.restore.
   const first = await runJob(ctx, replacement, 'boot: the initrd phase again, then post.restore', undefined, 'first-boot');
