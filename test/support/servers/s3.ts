@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { execa } from 'execa';
+import { sleep } from './common.js';
 
 export interface S3Credentials {
   accessKeyId: string;
@@ -448,6 +449,3 @@ function logTails(dir: string): string {
   return out.join('\n');
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
