@@ -17,7 +17,7 @@
  * Everything lives in one temp dir, removed on success and kept (serial logs
  * included) on failure. The Debian template is cached (SYN3_DRILL_CACHE).
  */
-import { copyFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -255,7 +255,7 @@ async function guestNode(): Promise<string> {
   if (!existsSync(file)) {
     copyFileSync(process.execPath, `${file}.part`);
     await run('strip', ['--strip-debug', `${file}.part`]).catch(() => undefined);
-    await run('mv', [`${file}.part`, file]);
+    renameSync(`${file}.part`, file);
   }
   return file;
 }
