@@ -30,5 +30,8 @@ export function decompressingInto(consumer: Writable, compression: Compression):
   if (compression === 'none') return { input: forwardTolerantly(consumer), done: Promise.resolve() };
   const [cmd, args] = ZSTD_DECOMPRESS;
   const z: ResultPromise = start(cmd, args, { stdin: 'pipe', stdout: 'pipe' });
-  return { input: forwardTolerantly(z.stdin!), done: Promise.all([finish(z, cmd, args), pipeline(z.stdout!, forwardTolerantly(consumer))]) };
+  return {
+    input: forwardTolerantly(z.stdin!),
+    done: Promise.all([finish(z, cmd, args), pipeline(z.stdout!, forwardTolerantly(consumer))]),
+  };
 }

@@ -22,7 +22,13 @@ async function drbdResources(config: Config): Promise<string[]> {
 
 export async function settleDrbd(config: Config, log: (m: string) => void): Promise<{ drbd: string }> {
   const marker = join(config.paths.boot, DRBD_MARKER);
-  if (!(await stat(marker).then(() => true, () => false))) return { drbd: 'no marker' };
+  if (
+    !(await stat(marker).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return { drbd: 'no marker' };
   const resources = await drbdResources(config);
   if (!resources.length) {
     log(`DRBD is not configured here: removing ${marker}`);

@@ -8,11 +8,21 @@ import type { Config } from '../src/config/schema.js';
 import { abandonInterruptedBackup } from '../src/restore/run.js';
 import { markerPaths } from './markers.js';
 
-export async function finishRestore(config: Config, log: (m: string) => void, backupId: string): Promise<{ cleaned: string[]; finishedAt: number }> {
+export async function finishRestore(
+  config: Config,
+  log: (m: string) => void,
+  backupId: string,
+): Promise<{ cleaned: string[]; finishedAt: number }> {
   const m = markerPaths(config);
   const cleaned: string[] = [];
   for (const script of [m.postRestore, m.postRestoreInCopy]) {
-    if (await chmod(script, 0o644).then(() => true, () => false)) cleaned.push(script);
+    if (
+      await chmod(script, 0o644).then(
+        () => true,
+        () => false,
+      )
+    )
+      cleaned.push(script);
   }
   await rm(m.restoreDir, { recursive: true, force: true });
   await rm(m.initrdConf, { force: true });

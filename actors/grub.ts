@@ -6,7 +6,11 @@ import { requireTools } from './tools.js';
 
 export async function reinstallGrub(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ devices: string[] }> {
   if (!plan.grubDisks.length) {
-    log(config.restore.grub_devices ? 'restore.grub_devices is empty: GRUB was not reinstalled' : 'no boot disk is known (set restore.grub_devices): GRUB was not reinstalled');
+    log(
+      config.restore.grub_devices
+        ? 'restore.grub_devices is empty: GRUB was not reinstalled'
+        : 'no boot disk is known (set restore.grub_devices): GRUB was not reinstalled',
+    );
     return { devices: [] };
   }
   await requireTools(['grub-install']);

@@ -22,12 +22,23 @@ export async function formatHome(config: Config, plan: RestorePlan, log: (m: str
     await unmount(at);
   }
   log(`formatting ${dev.device} as xfs (label ${recorded.label ?? '-'}, UUID ${recorded.uuid ?? 'new'})`);
-  await format({ device: dev.device, fsType: 'xfs', label: recorded.label, uuid: recorded.uuid, expectUuids: [dev.uuidBefore, recorded.uuid] });
+  await format({
+    device: dev.device,
+    fsType: 'xfs',
+    label: recorded.label,
+    uuid: recorded.uuid,
+    expectUuids: [dev.uuidBefore, recorded.uuid],
+  });
   await mount(dev.device, config.paths.home, 'xfs');
   return { device: dev.device };
 }
 
-export async function refillHome(config: Config, target: Target, plan: RestorePlan, log: (m: string) => void): Promise<{ entries: number }> {
+export async function refillHome(
+  config: Config,
+  target: Target,
+  plan: RestorePlan,
+  log: (m: string) => void,
+): Promise<{ entries: number }> {
   const left = (await readdir(config.paths.home).catch(() => [] as string[])).filter((n) => n !== 'lost+found');
   if (left.length || !mountPointsOf(plan.devices.home.device).includes(config.paths.home)) {
     log(`${config.paths.home} is not freshly formatted (an interrupted earlier attempt): formatting it again`);
@@ -42,12 +53,19 @@ export async function refillHome(config: Config, target: Target, plan: RestorePl
     return restoreHomeFromFile(plan.localFile.path, config.paths.home, where);
   }
   const source = await target.open(plan.backupId);
-  return restoreHome(source, config.paths.home, { bytes: plan.size, sha256: plan.sha256 }, `${target.description}: backup ${plan.backupId}`, plan.compression ?? 'none');
+  return restoreHome(
+    source,
+    config.paths.home,
+    { bytes: plan.size, sha256: plan.sha256 },
+    `${target.description}: backup ${plan.backupId}`,
+    plan.compression ?? 'none',
+  );
 }
 
 async function checkUnchanged(f: NonNullable<RestorePlan['localFile']>, where: string): Promise<void> {
   const now = await stat(f.path).catch(() => undefined);
-  const same = now && now.dev === f.dev && now.ino === f.ino && now.size === f.size && now.mtimeMs === f.mtimeMs && now.ctimeMs === f.ctimeMs;
+  const same =
+    now && now.dev === f.dev && now.ino === f.ino && now.size === f.size && now.mtimeMs === f.mtimeMs && now.ctimeMs === f.ctimeMs;
   if (!same) {
     throw new UserError('restore', `the backup file changed since the preflight proved it (${f.path})`, {
       where,

@@ -5,7 +5,18 @@
  * nothing and says so; writes go through writeDurable and set the mode
  * explicitly.
  */
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, unlinkSync, type Stats } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  symlinkSync,
+  unlinkSync,
+  type Stats,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../src/errors.js';
@@ -184,8 +195,8 @@ export function applyFile(prefix: string, item: Extract<InstallItem, { kind: 'fi
     const same = readFileSync(file, 'utf8') === item.content;
     return { ...base, action: 'unchanged', mode: octal(st.mode), ...(same ? {} : { note: 'existing file kept' }) };
   }
-  const current = st && st.isFile() ? readFileSync(file, 'utf8') : undefined;
-  const currentMode = st && st.isFile() ? st.mode & 0o7777 : undefined;
+  const current = st?.isFile() ? readFileSync(file, 'utf8') : undefined;
+  const currentMode = st?.isFile() ? st.mode & 0o7777 : undefined;
   const keep = item.keepExecBit && currentMode !== undefined && (currentMode & 0o111) !== 0;
   const mode = keep ? currentMode! : item.mode;
   if (current === item.content && currentMode === mode) {
@@ -280,7 +291,11 @@ export async function daemonReload(dryRun: boolean): Promise<CommandResult> {
 export async function updateInitramfs(dryRun: boolean): Promise<CommandResult> {
   const command = 'update-initramfs -u';
   if (!(await which('update-initramfs'))) {
-    return { command, status: 'skipped', detail: 'update-initramfs not found: install initramfs-tools, or the initrd phase of a restore cannot run' };
+    return {
+      command,
+      status: 'skipped',
+      detail: 'update-initramfs not found: install initramfs-tools, or the initrd phase of a restore cannot run',
+    };
   }
   if (dryRun) return { command, status: 'would run' };
   try {

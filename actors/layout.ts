@@ -24,7 +24,9 @@ export async function readLayout(paths: { root: string; boot: string; home: stri
   );
   // One blkid for all devices and sizes from sysfs: this runs on every backup, and each
   // process start costs more than the answer (xfs_info alone is a script that starts four).
-  const devices = Object.values(mounts).map((m) => m.source).filter((d) => d.startsWith('/dev/'));
+  const devices = Object.values(mounts)
+    .map((m) => m.source)
+    .filter((d) => d.startsWith('/dev/'));
   const probed = await blkid(devices);
   const identify = async (role: 'root' | 'boot' | 'home'): Promise<FsIdentity> => {
     const mount = mounts[role]!;
@@ -45,7 +47,9 @@ export async function readLayout(paths: { root: string; boot: string; home: stri
 async function blkid(devices: string[]): Promise<Map<string, Record<string, string>>> {
   const found = new Map<string, Record<string, string>>();
   if (!devices.length) return found;
-  const { stdout } = await run('blkid', ['-p', '-o', 'export', ...new Set(devices)]).catch((e: { cause?: { stdout?: string } }) => ({ stdout: e.cause?.stdout ?? '' }));
+  const { stdout } = await run('blkid', ['-p', '-o', 'export', ...new Set(devices)]).catch((e: { cause?: { stdout?: string } }) => ({
+    stdout: e.cause?.stdout ?? '',
+  }));
   for (const block of stdout.split(/\n\s*\n/)) {
     const fields = Object.fromEntries(
       block

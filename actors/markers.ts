@@ -43,7 +43,10 @@ export function markerPaths(config: Config) {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function touch(p: string): Promise<void> {
@@ -89,7 +92,15 @@ async function prepareInitrd(config: Config, plan: RestorePlan, log: (m: string)
   const rootAfter = plan.recorded.root.uuid ? `UUID=${plan.recorded.root.uuid}` : plan.devices.root.device;
   writeDurable(
     m.initrdConf,
-    [`SYN3_HOME_UUID=${homeUuid}`, `SYN3_HOME_FSTYPE=xfs`, `SYN3_CONFIG=${config.file}`, `SYN3_NODE=${process.execPath}`, `SYN3_CLI=${cli}`, `SYN3_ROOT_AFTER=${rootAfter}`, ''].join('\n'),
+    [
+      `SYN3_HOME_UUID=${homeUuid}`,
+      `SYN3_HOME_FSTYPE=xfs`,
+      `SYN3_CONFIG=${config.file}`,
+      `SYN3_NODE=${process.execPath}`,
+      `SYN3_CLI=${cli}`,
+      `SYN3_ROOT_AFTER=${rootAfter}`,
+      '',
+    ].join('\n'),
     0o644,
   );
   // Only a real system's initramfs: a sandbox's root is not the one this kernel boots.

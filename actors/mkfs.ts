@@ -26,7 +26,9 @@ export async function probeUuid(device: string): Promise<string | undefined> {
 export async function checkSafeToFormat(r: FormatRequest): Promise<void> {
   const st = await stat(r.device).catch(() => undefined);
   if (!st?.isBlockDevice()) {
-    throw new UserError('restore', `refusing to format ${r.device}: it is not a block device`, { hint: 'Check the device names in the restore plan (syn3-backup status)' });
+    throw new UserError('restore', `refusing to format ${r.device}: it is not a block device`, {
+      hint: 'Check the device names in the restore plan (syn3-backup status)',
+    });
   }
   const mounted = mountPointsOf(r.device);
   if (mounted.length) {
@@ -37,9 +39,13 @@ export async function checkSafeToFormat(r: FormatRequest): Promise<void> {
   const now = await probeUuid(r.device);
   const allowed = r.expectUuids.filter(Boolean);
   if (now && allowed.length && !allowed.includes(now)) {
-    throw new UserError('restore', `refusing to format ${r.device}: it holds a file system with UUID ${now}, not the one the restore plan expected (${allowed.join(' or ')})`, {
-      hint: 'The disks changed since the restore was planned; run "syn3-backup abort" if possible and start the restore again',
-    });
+    throw new UserError(
+      'restore',
+      `refusing to format ${r.device}: it holds a file system with UUID ${now}, not the one the restore plan expected (${allowed.join(' or ')})`,
+      {
+        hint: 'The disks changed since the restore was planned; run "syn3-backup abort" if possible and start the restore again',
+      },
+    );
   }
 }
 
@@ -52,7 +58,9 @@ export function mkfsArgs(r: FormatRequest): [string, string[]] {
     case 'ext2':
       return [`mkfs.${r.fsType}`, ['-F', '-q', ...(r.label ? ['-L', r.label] : []), ...(r.uuid ? ['-U', r.uuid] : []), r.device]];
     default:
-      throw new UserError('restore', `cannot rebuild a ${r.fsType} file system on ${r.device}`, { hint: 'syn3-backup rebuilds xfs and ext2/3/4 file systems' });
+      throw new UserError('restore', `cannot rebuild a ${r.fsType} file system on ${r.device}`, {
+        hint: 'syn3-backup rebuilds xfs and ext2/3/4 file systems',
+      });
   }
 }
 

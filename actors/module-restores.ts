@@ -4,9 +4,18 @@ import type { Config } from '../src/config/schema.js';
 import { markerPaths, removeMarker } from './markers.js';
 import { runModules } from './modules.js';
 
-export async function runModuleRestores(config: Config, backupId: string, log: (m: string, fields?: Record<string, unknown>) => void): Promise<{ modules: string[] }> {
+export async function runModuleRestores(
+  config: Config,
+  backupId: string,
+  log: (m: string, fields?: Record<string, unknown>) => void,
+): Promise<{ modules: string[] }> {
   const marker = markerPaths(config).spool;
-  if (!(await stat(marker).then(() => true, () => false))) {
+  if (
+    !(await stat(marker).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     log(`${marker} is absent: no module restores to run`);
     return { modules: [] };
   }

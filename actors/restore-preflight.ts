@@ -38,11 +38,18 @@ export async function planRestore(config: Config, target: Target, backupId: stri
   };
   const grubDisks = config.restore.grub_devices ?? (await parentDisk(devices.boot.device));
   const compression = backup.metadata.compression ?? 'none';
-  await verifyStream(() => target.open(backupId), { bytes: backup.size, sha256: backup.metadata.sha256 }, `${target.description}: backup ${backupId}`, compression);
+  await verifyStream(
+    () => target.open(backupId),
+    { bytes: backup.size, sha256: backup.metadata.sha256 },
+    `${target.description}: backup ${backupId}`,
+    compression,
+  );
   const local = target.localPath?.(backupId);
   const st = local ? await stat(local) : undefined;
   return {
-    ...(local && st ? { localFile: { path: local, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs } } : {}),
+    ...(local && st
+      ? { localFile: { path: local, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs } }
+      : {}),
     backupId,
     host: backup.metadata.host,
     created: backup.created,
@@ -57,7 +64,7 @@ export async function planRestore(config: Config, target: Target, backupId: stri
 
 async function deviceAt(role: DeviceRef['role'], mountPoint: string, recorded: FsIdentity): Promise<DeviceRef> {
   const m = mountAt(mountPoint);
-  if (!m || !m.source.startsWith('/dev/')) {
+  if (!m?.source.startsWith('/dev/')) {
     throw new UserError('restore', `paths.${role} (${mountPoint}) is not a mounted block device on this machine`, {
       hint: `Install a minimal system with / , /boot and /home on their own file systems (as the backup had them), then restore`,
     });
@@ -68,9 +75,19 @@ async function deviceAt(role: DeviceRef['role'], mountPoint: string, recorded: F
       hint: `Reinstall with ${mountPoint} as ${recorded.fsType}, so the initrd can rebuild it in place`,
     });
   }
-  const size = await run('blockdev', ['--getsize64', m.source]).then((r) => Number(r.stdout.trim()), () => undefined);
+  const size = await run('blockdev', ['--getsize64', m.source]).then(
+    (r) => Number(r.stdout.trim()),
+    () => undefined,
+  );
   const uuid = await probeUuid(m.source);
-  return { role, mountPoint, device: m.source, fsType: m.fsType, ...(uuid ? { uuidBefore: uuid } : {}), ...(size ? { sizeBytes: size } : {}) };
+  return {
+    role,
+    mountPoint,
+    device: m.source,
+    fsType: m.fsType,
+    ...(uuid ? { uuidBefore: uuid } : {}),
+    ...(size ? { sizeBytes: size } : {}),
+  };
 }
 
 async function parentDisk(device: string): Promise<string[]> {

@@ -45,7 +45,7 @@ async function rsync(from: string, to: string, excludes: string[], signal?: Abor
     await run('rsync', args, { signal });
     return [];
   } catch (e) {
-    const exit = ((e as { cause?: { exitCode?: number } }).cause)?.exitCode;
+    const exit = (e as { cause?: { exitCode?: number } }).cause?.exitCode;
     if (exit === 24) return [`rsync ${from}: some files vanished while copying (normal on a live system)`];
     throw e;
   }

@@ -106,18 +106,24 @@ export async function runChainToFile(chain: readonly Command[], fd: number, opti
   for (const [i, o] of outcomes.entries()) {
     if (o.error || o.code !== 0) {
       const [cmd, args] = chain[i]!;
-      throw toolError(cmd, args, { code: o.error?.code, exitCode: o.code ?? undefined, signal: o.signal ?? undefined, stderr: o.stderr, isCanceled: o.error?.name === 'AbortError' }, options.secrets);
+      throw toolError(
+        cmd,
+        args,
+        {
+          code: o.error?.code,
+          exitCode: o.code ?? undefined,
+          signal: o.signal ?? undefined,
+          stderr: o.stderr,
+          isCanceled: o.error?.name === 'AbortError',
+        },
+        options.secrets,
+      );
     }
   }
   return outcomes.map((o) => o.stderr);
 }
 
-export async function finish(
-  child: ResultPromise,
-  cmd: string,
-  args: readonly string[],
-  secrets?: string[],
-): Promise<RunResult> {
+export async function finish(child: ResultPromise, cmd: string, args: readonly string[], secrets?: string[]): Promise<RunResult> {
   try {
     const r = await child;
     return { stdout: '', stderr: String(r.stderr ?? '') };

@@ -18,7 +18,10 @@ export async function processesUsing(dir: string): Promise<number[]> {
   const root = resolve(dir);
   const inside = (p: string) => p === root || p.startsWith(`${root}/`);
   const spared = await ancestry();
-  const pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n)).map(Number).filter((p) => !spared.has(p));
+  const pids = (await readdir('/proc'))
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number)
+    .filter((p) => !spared.has(p));
   const using: number[] = [];
   for (const pid of pids) {
     const links = [`/proc/${pid}/cwd`, `/proc/${pid}/root`, `/proc/${pid}/exe`];
@@ -51,7 +54,10 @@ async function unitOf(pid: number): Promise<string | undefined> {
 }
 
 async function systemdRunning(): Promise<boolean> {
-  return readlink('/proc/1/exe').then((e) => e.includes('systemd'), () => false);
+  return readlink('/proc/1/exe').then(
+    (e) => e.includes('systemd'),
+    () => false,
+  );
 }
 
 export async function stopServicesUsing(r: StopRequest): Promise<{ stopped: string[] }> {
@@ -65,7 +71,10 @@ export async function stopServicesUsing(r: StopRequest): Promise<{ stopped: stri
       stopped.push(unit);
     }
   }
-  for (const [signal, wait] of [['SIGTERM', r.timeoutMs], ['SIGKILL', 2000]] as const) {
+  for (const [signal, wait] of [
+    ['SIGTERM', r.timeoutMs],
+    ['SIGKILL', 2000],
+  ] as const) {
     const left = await processesUsing(r.home);
     if (!left.length) break;
     r.log(`sending ${signal} to ${left.length} process(es) that use ${r.home}: ${left.join(' ')}`);

@@ -33,8 +33,16 @@ export async function restoreSystem(config: Config, plan: RestorePlan, log: (m: 
       const dev = plan.devices[role];
       const recorded = plan.recorded[role];
       const wasMountedAt = await releaseDevice(dev.device, dev.mountPoint);
-      log(`formatting ${dev.device} as ${recorded.fsType} (label ${recorded.label ?? '-'}, UUID ${recorded.uuid ?? 'new'}) for ${role === 'root' ? '/' : '/boot'}`);
-      await format({ device: dev.device, fsType: recorded.fsType, label: recorded.label, uuid: recorded.uuid, expectUuids: [dev.uuidBefore, recorded.uuid] });
+      log(
+        `formatting ${dev.device} as ${recorded.fsType} (label ${recorded.label ?? '-'}, UUID ${recorded.uuid ?? 'new'}) for ${role === 'root' ? '/' : '/boot'}`,
+      );
+      await format({
+        device: dev.device,
+        fsType: recorded.fsType,
+        label: recorded.label,
+        uuid: recorded.uuid,
+        expectUuids: [dev.uuidBefore, recorded.uuid],
+      });
       const mnt = join(work, role);
       await mount(dev.device, mnt, recorded.fsType);
       try {

@@ -27,7 +27,13 @@ export interface Verified {
 
 export const XFSRESTORE_TOC_ARGS = ['-t', '-F', '-J', '-'];
 
-export async function verifyStream(open: () => Promise<Readable>, expected: Expected, where: string, compression: Compression = 'none', signal?: AbortSignal): Promise<Verified> {
+export async function verifyStream(
+  open: () => Promise<Readable>,
+  expected: Expected,
+  where: string,
+  compression: Compression = 'none',
+  signal?: AbortSignal,
+): Promise<Verified> {
   const source = await open();
   const measure = new Measure();
   const report = new XfsrestoreReport();
@@ -48,7 +54,12 @@ export async function verifyStream(open: () => Promise<Readable>, expected: Expe
       { where, hint: 'The target corrupted or truncated the data: check the disk or share; the earlier backups were kept' },
     );
   }
-  const trouble = listed.status === 'rejected' ? [(listed.reason as Error).message] : unpackedDone.status === 'rejected' ? [(unpackedDone.reason as Error).message] : report.trouble();
+  const trouble =
+    listed.status === 'rejected'
+      ? [(listed.reason as Error).message]
+      : unpackedDone.status === 'rejected'
+        ? [(unpackedDone.reason as Error).message]
+        : report.trouble();
   if (trouble.length) {
     throw new UserError('verify', `xfsrestore cannot read the dump back cleanly: ${trouble.slice(0, 3).join(' / ')}`, {
       where,

@@ -58,7 +58,10 @@ async function dumpToFile(r: DumpRequest, localWrite: NonNullable<Target['localW
     const said = mediaFileSize(stderr);
     // Compressed, the file is shorter than what xfsdump wrote: the verify step's full read proves it.
     if (compression === 'none' && said !== undefined && said !== bytes) {
-      throw new UserError('verify', `the dump file holds ${bytes} bytes, but xfsdump wrote ${said}`, { where: file, hint: 'Check the backup disk; the earlier backups were kept' });
+      throw new UserError('verify', `the dump file holds ${bytes} bytes, but xfsdump wrote ${said}`, {
+        where: file,
+        hint: 'Check the backup disk; the earlier backups were kept',
+      });
     }
     r.onProgress?.(bytes);
     return { bytes, compression, startedAt, finishedAt: Date.now() };

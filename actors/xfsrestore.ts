@@ -37,10 +37,14 @@ export async function restoreHome(
     unpacked.done,
   ]);
   if (measure.bytes !== expected.bytes || measure.digest() !== expected.sha256) {
-    throw new UserError('restore', `the backup read from the target during the restore differs from what was recorded (${measure.bytes} of ${expected.bytes} bytes)`, {
-      where,
-      hint: 'The target changed or failed while reading; check it and run "syn3-backup resume" to format /home and restore again',
-    });
+    throw new UserError(
+      'restore',
+      `the backup read from the target during the restore differs from what was recorded (${measure.bytes} of ${expected.bytes} bytes)`,
+      {
+        where,
+        hint: 'The target changed or failed while reading; check it and run "syn3-backup resume" to format /home and restore again',
+      },
+    );
   }
   if (restored.status === 'rejected') throw restored.reason;
   if (unpackedDone.status === 'rejected') throw unpackedDone.reason;

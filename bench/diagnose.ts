@@ -91,7 +91,7 @@ export async function diagnoseDump(d: DiagnoseInput): Promise<DiagnosisRow[]> {
   };
   const variants: Array<[string, () => Promise<number>]> = [
     ["direct, no fsync: the file as xfsdump's stdout", () => directToFd(toStdout, file, false)],
-    ['node pipe + sha256 + flush (the stream targets\' path)', () => nodePipe(toStdout, file, { hash: true, flush: true })],
+    ["node pipe + sha256 + flush (the stream targets' path)", () => nodePipe(toStdout, file, { hash: true, flush: true })],
     [
       "actor: dumpHome + FileTarget (the program's step, no CLI)",
       async () => {
@@ -118,7 +118,16 @@ export async function diagnoseDump(d: DiagnoseInput): Promise<DiagnosisRow[]> {
     const bare = await measure(bareCase);
     const bareFsyncMs = bare.ms + fsyncMs;
     const v = await measure(body);
-    rows.push({ name, ms: v.ms, bareMs: bare.ms, ratio: v.ms / bare.ms, bareFsyncMs, ratioFsync: v.ms / bareFsyncMs, cpu: v.cpu, bareCpu: bare.cpu });
+    rows.push({
+      name,
+      ms: v.ms,
+      bareMs: bare.ms,
+      ratio: v.ms / bare.ms,
+      bareFsyncMs,
+      ratioFsync: v.ms / bareFsyncMs,
+      cpu: v.cpu,
+      bareCpu: bare.cpu,
+    });
     process.stderr.write(
       `[bench] diagnosis: ${name}: ${v.ms.toFixed(0)} ms (${v.cpu.toFixed(2)} s CPU) against bare ${bare.ms.toFixed(0)} ms, + fsync ${bareFsyncMs.toFixed(0)} ms (${bare.cpu.toFixed(2)} s CPU)\n`,
     );

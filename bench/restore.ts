@@ -97,7 +97,8 @@ async function newMachine(homeMiB: number): Promise<NewMachine> {
   const dir = mkdtempSync(join(tmpdir(), 'syn3-bench-restore-'));
   const made: XfsVolume[] = [];
   const destroy = async () => {
-    for (const v of [...made].reverse()) await v.destroy().catch((e: unknown) => process.stderr.write(`[bench] restore cleanup: ${String(e)}\n`));
+    for (const v of [...made].reverse())
+      await v.destroy().catch((e: unknown) => process.stderr.write(`[bench] restore cleanup: ${String(e)}\n`));
     // Only what is left unmounted goes: never a recursive rm through a mount.
     const below = String(spawnSync('findmnt', ['-n', '-r', '-o', 'TARGET'], { encoding: 'utf8' }).stdout ?? '')
       .split('\n')
@@ -139,7 +140,8 @@ function bareRestore(file: string, home: string): RestoreRun {
   const cpu0 = cpuSeconds();
   const t = timeRun('xfsrestore', args);
   const cpu = cpuSeconds() - cpu0;
-  if (!/Restore Status: SUCCESS/.test(t.stdout + t.stderr)) throw new Error(`bare xfsrestore did not report success:\n${(t.stdout + t.stderr).slice(-2000)}`);
+  if (!/Restore Status: SUCCESS/.test(t.stdout + t.stderr))
+    throw new Error(`bare xfsrestore did not report success:\n${(t.stdout + t.stderr).slice(-2000)}`);
   return { ms: t.ms, cpu, entries: countEntries(home) };
 }
 
@@ -193,12 +195,20 @@ function exitOf(child: ReturnType<typeof spawn>): Promise<void> {
  * `xfsrestore -f FILE`, both with the dump in the page cache (as the
  * program finds it after its preflight) and everything else cold.
  */
-async function diagnoseRestore(m: NewMachine, backup: StoredBackup, target: FileTarget, say: (s: string) => void): Promise<RestoreDiagnosisRow[]> {
+async function diagnoseRestore(
+  m: NewMachine,
+  backup: StoredBackup,
+  target: FileTarget,
+  say: (s: string) => void,
+): Promise<RestoreDiagnosisRow[]> {
   const file = backup.location;
   const home = m.home.mountPoint;
   const toStdin = xfsrestoreArgs(home);
   const variants: Array<[string, () => Promise<void>]> = [
-    ['shell pipe: cat FILE | xfsrestore - (the floor of any pipe)', async () => void timeShell(`cat ${q(file)} | xfsrestore ${toStdin.map(q).join(' ')} > /dev/null`)],
+    [
+      'shell pipe: cat FILE | xfsrestore - (the floor of any pipe)',
+      async () => void timeShell(`cat ${q(file)} | xfsrestore ${toStdin.map(q).join(' ')} > /dev/null`),
+    ],
     [
       'node pipe: createReadStream (64 KiB) -> stdin, no hash',
       async () => {
@@ -211,12 +221,18 @@ async function diagnoseRestore(m: NewMachine, backup: StoredBackup, target: File
     ],
     [
       "actor: restoreHome fed target.open() (64 KiB reads, sha256; the program's phase, no CLI)",
-      async () => void (await restoreHome(await target.open(backup.id), home, { bytes: backup.size, sha256: backup.metadata.sha256 }, 'bench')),
+      async () =>
+        void (await restoreHome(await target.open(backup.id), home, { bytes: backup.size, sha256: backup.metadata.sha256 }, 'bench')),
     ],
     [
       'actor with 1 MiB reads: restoreHome fed createReadStream(FILE, 1 MiB chunks)',
       async () =>
-        void (await restoreHome(createReadStream(file, { highWaterMark: 1024 * 1024 }), home, { bytes: backup.size, sha256: backup.metadata.sha256 }, 'bench')),
+        void (await restoreHome(
+          createReadStream(file, { highWaterMark: 1024 * 1024 }),
+          home,
+          { bytes: backup.size, sha256: backup.metadata.sha256 },
+          'bench',
+        )),
     ],
     [
       'sha256 of FILE alone in Node (1 MiB reads), no restore',
@@ -255,7 +271,9 @@ async function diagnoseRestore(m: NewMachine, backup: StoredBackup, target: File
     const bare = await measure(async () => void bareRestore(file, home));
     const v = await measure(body);
     rows.push({ name, ms: v.ms, bareMs: bare.ms, ratio: v.ms / bare.ms, cpu: v.cpu, bareCpu: bare.cpu });
-    say(`restore diagnosis: ${name}: ${fmtMs(v.ms)} (${v.cpu.toFixed(2)} s CPU) against bare ${fmtMs(bare.ms)} (${bare.cpu.toFixed(2)} s CPU)`);
+    say(
+      `restore diagnosis: ${name}: ${fmtMs(v.ms)} (${v.cpu.toFixed(2)} s CPU) against bare ${fmtMs(bare.ms)} (${bare.cpu.toFixed(2)} s CPU)`,
+    );
   }
   return rows;
 }
@@ -280,7 +298,9 @@ export async function benchRestore(i: RestoreBenchInput, diagnose: (r: RestoreBe
     writeFileSync(join(m.home.mountPoint, 'installer-notes.txt'), 'fresh install\n');
     const program = programRestore(m, i);
     i.say(
-      `restore: program: restoreHome ${fmtMs(program.steps.restoreHome!)}; whole restore ${fmtMs(program.wallMs)} (${program.cpu.toFixed(2)} s CPU, ${program.entries} entries); steps ${Object.entries(program.steps)
+      `restore: program: restoreHome ${fmtMs(program.steps.restoreHome!)}; whole restore ${fmtMs(program.wallMs)} (${program.cpu.toFixed(2)} s CPU, ${program.entries} entries); steps ${Object.entries(
+        program.steps,
+      )
         .map(([k, v]) => `${k} ${fmtMs(v)}`)
         .join(', ')}`,
     );

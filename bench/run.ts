@@ -65,7 +65,6 @@ const RESULTS = fileURLToPath(new URL('../../bench/results.json', import.meta.ur
 const HOST = 'benchhost';
 const MiB = 1024 * 1024;
 
-
 interface Row {
   name: string;
   bare: number;
@@ -187,7 +186,10 @@ async function build(shape: HomeShape, homeMiB: number): Promise<Setup> {
     const rsyncRecord = join(sb.dir, 'rsync-args');
     const realRsync = execFileSync('bash', ['-c', 'command -v rsync'], { encoding: 'utf8' }).trim();
     mkdirSync(wrapDir);
-    writeFileSync(join(wrapDir, 'rsync'), `#!/bin/sh\nprintf '%s\\0' "$@" >> '${rsyncRecord}'\nprintf '\\0' >> '${rsyncRecord}'\nexec '${realRsync}' "$@"\n`);
+    writeFileSync(
+      join(wrapDir, 'rsync'),
+      `#!/bin/sh\nprintf '%s\\0' "$@" >> '${rsyncRecord}'\nprintf '\\0' >> '${rsyncRecord}'\nexec '${realRsync}' "$@"\n`,
+    );
     chmodSync(join(wrapDir, 'rsync'), 0o755);
     const binDir = join(sb.dir, 'bin');
     cpSync(dirname(BIN), binDir, { recursive: true });
@@ -312,7 +314,9 @@ async function systemSyncRatio(s: Setup): Promise<Row> {
   }
   const b = median(bare);
   const p = median(program);
-  say(`system sync: bare ${bare.map(fmtMs).join(', ')}; step ${program.map(fmtMs).join(', ')}; rsync actor ${actorOnly.map(fmtMs).join(', ')}`);
+  say(
+    `system sync: bare ${bare.map(fmtMs).join(', ')}; step ${program.map(fmtMs).join(', ')}; rsync actor ${actorOnly.map(fmtMs).join(', ')}`,
+  );
   say(`system sync: readLayout alone ${layout.map(fmtMs).join(', ')}; rsync || readLayout ${together.map(fmtMs).join(', ')}`);
   return {
     name: 'second system sync, nothing changed',
@@ -365,16 +369,23 @@ async function dumpRatio(s: Setup, calls: string[][]): Promise<{ rows: Row[]; du
     bareFsync.push(t.ms + f.ms);
     dumpBytes = statSync(bareFile).size;
     rmSync(bareFile);
-    say(`dump: bare #${i + 1}: ${fmtMs(t.ms)} (${fmtBytes(dumpBytes)}, ${((dumpBytes / MiB) / (t.ms / 1000)).toFixed(0)} MiB/s), then fsync ${fmtMs(f.ms)}: ${fmtMs(t.ms + f.ms)}`);
+    say(
+      `dump: bare #${i + 1}: ${fmtMs(t.ms)} (${fmtBytes(dumpBytes)}, ${(dumpBytes / MiB / (t.ms / 1000)).toFixed(0)} MiB/s), then fsync ${fmtMs(f.ms)}: ${fmtMs(t.ms + f.ms)}`,
+    );
 
     dropCaches();
     const run = cliBackup(s);
     programRuns.push(run);
     program.push(run.steps.dump!);
-    say(`dump: program #${i + 1}: ${fmtMs(run.steps.dump!)} (steps: ${Object.entries(run.steps).map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}; whole backup ${fmtMs(run.wallMs)})`);
+    say(
+      `dump: program #${i + 1}: ${fmtMs(run.steps.dump!)} (steps: ${Object.entries(run.steps)
+        .map(([k, v]) => `${k} ${fmtMs(v)}`)
+        .join(', ')}; whole backup ${fmtMs(run.wallMs)})`,
+    );
   }
   const p = min(program);
-  const how = 'cold cache (drop_caches) before each; bare and program alternating, best of 2 each; program = "dump: started".."dump: done" in the log of a real `syn3-backup backup` (xfsdump into the pending file, then fsync)';
+  const how =
+    'cold cache (drop_caches) before each; bare and program alternating, best of 2 each; program = "dump: started".."dump: done" in the log of a real `syn3-backup backup` (xfsdump into the pending file, then fsync)';
   const extra = {
     bareRuns: bare,
     bareFsyncRuns: bareFsync,
@@ -446,7 +457,16 @@ function restoreRows(r: RestoreBench): Row[] {
     'one run each; program = "restoreHome: started".."restoreHome: done" in the log of a real `syn3-backup restore --confirm HOST` on a new machine (home formatted by the program; a local dump proven by the preflight is read by xfsrestore -F -J -B -f itself), from a cold cache (its preflight reads the dump back whole first, so restoreHome finds it in the page cache); bare = xfsrestore -F -J -B -f FILE onto the same device freshly formatted';
   const extra = { bareCommand: r.bareCommand, backup: r.backup, program: r.program, bareCold: r.bareCold, bareWarm: r.bareWarm };
   return [
-    { name: 'restore of /home vs bare xfsrestore, both cold', bare: r.bareCold.ms, program: p, ratio: p / r.bareCold.ms, goal: 1.05, unit: 'ms', how: `${how}, cold cache`, extra },
+    {
+      name: 'restore of /home vs bare xfsrestore, both cold',
+      bare: r.bareCold.ms,
+      program: p,
+      ratio: p / r.bareCold.ms,
+      goal: 1.05,
+      unit: 'ms',
+      how: `${how}, cold cache`,
+      extra,
+    },
     {
       name: 'restore of /home vs bare xfsrestore, dump cached',
       bare: r.bareWarm.ms,
@@ -576,7 +596,9 @@ async function main(): Promise<void> {
     await s.sb.home.unmount();
     restore = await benchRestore(
       { bin: s.bin, host: HOST, targetDir: s.target.mountPoint, modules: join(s.sb.dir, 'modules'), homeMiB, say },
-      (r) => forceDiagnosis || (!noDiagnosis && (r.program.steps.restoreHome! > 1.05 * r.bareCold.ms || r.program.steps.restoreHome! > 1.05 * r.bareWarm.ms)),
+      (r) =>
+        forceDiagnosis ||
+        (!noDiagnosis && (r.program.steps.restoreHome! > 1.05 * r.bareCold.ms || r.program.steps.restoreHome! > 1.05 * r.bareWarm.ms)),
     );
     rows.push(...restoreRows(restore));
   } finally {
@@ -614,7 +636,9 @@ async function main(): Promise<void> {
     dumpBytes,
     quick,
   };
-  process.stdout.write(`\nsyn3-backup benchmark, ${new Date().toISOString()}, ${machine.cpu} x${machine.cores}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}\n`);
+  process.stdout.write(
+    `\nsyn3-backup benchmark, ${new Date().toISOString()}, ${machine.cpu} x${machine.cores}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}\n`,
+  );
   process.stdout.write(
     `data: home ${s.homeFiles} files / ${fmtBytes(s.homeBytes)} (+ the system copy), root ${s.rootFiles}+ files / ${fmtBytes(s.rootBytes)}; dump ${fmtBytes(dumpBytes)}\n\n`,
   );
@@ -625,9 +649,13 @@ async function main(): Promise<void> {
     );
   }
   if (targets.length) {
-    process.stdout.write('\ntargets: a backup stream into each target against the bare client moving the same bytes (goal: program >= 0.90 of bare):\n');
+    process.stdout.write(
+      '\ntargets: a backup stream into each target against the bare client moving the same bytes (goal: program >= 0.90 of bare):\n',
+    );
     for (const t of targets) {
-      process.stdout.write(`  ${t.name.padEnd(6)} bare ${t.bareMBps.toFixed(0).padStart(5)} MB/s  program ${t.programMBps.toFixed(0).padStart(5)} MB/s  ratio ${t.ratio.toFixed(3)}  ${t.ratio >= 0.9 ? 'met' : 'MISSED'}\n`);
+      process.stdout.write(
+        `  ${t.name.padEnd(6)} bare ${t.bareMBps.toFixed(0).padStart(5)} MB/s  program ${t.programMBps.toFixed(0).padStart(5)} MB/s  ratio ${t.ratio.toFixed(3)}  ${t.ratio >= 0.9 ? 'met' : 'MISSED'}\n`,
+      );
     }
   }
 
@@ -654,14 +682,20 @@ async function main(): Promise<void> {
     const p = restore.program;
     process.stdout.write(
       `  restore: restoreHome ${fmtMs(p.steps.restoreHome!)} (xfsrestore reading the proven file itself); bare cold ${fmtMs(restore.bareCold.ms)} (${restore.bareCold.cpu.toFixed(2)} s CPU), bare with the dump cached ${fmtMs(restore.bareWarm.ms)} (${restore.bareWarm.cpu.toFixed(2)} s CPU)\n` +
-        `  restore, for information: the whole \`restore\` ${fmtMs(p.wallMs)} (${p.cpu.toFixed(2)} s CPU): ${Object.entries(p.steps).map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}\n` +
+        `  restore, for information: the whole \`restore\` ${fmtMs(p.wallMs)} (${p.cpu.toFixed(2)} s CPU): ${Object.entries(p.steps)
+          .map(([k, v]) => `${k} ${fmtMs(v)}`)
+          .join(', ')}\n` +
         `  restore: entries restored: program ${p.entries} (with its own .syn3restore files), bare ${restore.bareCold.entries}\n`,
     );
   }
   if (diagnosis) {
-    process.stdout.write('\ndump step taken apart (cold cache each; each variant right after its own bare `xfsdump -f FILE`, whose fsync is timed after it):\n');
+    process.stdout.write(
+      '\ndump step taken apart (cold cache each; each variant right after its own bare `xfsdump -f FILE`, whose fsync is timed after it):\n',
+    );
     const w = Math.max(...diagnosis.map((d) => d.name.length));
-    process.stdout.write(`  ${'variant'.padEnd(w)}  ${'time'.padStart(9)}  ${'bare'.padStart(9)}  ratio  ${'+fsync'.padStart(9)}  ratio  ${'CPU s'.padStart(6)}  ${'bare'.padStart(6)}  ratio\n`);
+    process.stdout.write(
+      `  ${'variant'.padEnd(w)}  ${'time'.padStart(9)}  ${'bare'.padStart(9)}  ratio  ${'+fsync'.padStart(9)}  ratio  ${'CPU s'.padStart(6)}  ${'bare'.padStart(6)}  ratio\n`,
+    );
     for (const d of diagnosis) {
       process.stdout.write(
         `  ${d.name.padEnd(w)}  ${fmtMs(d.ms).padStart(9)}  ${fmtMs(d.bareMs).padStart(9)}  ${d.ratio.toFixed(2).padStart(5)}  ${fmtMs(d.bareFsyncMs).padStart(9)}  ${d.ratioFsync.toFixed(2).padStart(5)}  ${d.cpu.toFixed(2).padStart(6)}  ${d.bareCpu.toFixed(2).padStart(6)}  ${(d.cpu / d.bareCpu).toFixed(2).padStart(5)}\n`,
@@ -670,9 +704,13 @@ async function main(): Promise<void> {
   }
   if (restore?.diagnosis) {
     const rd = restore.diagnosis;
-    process.stdout.write('\nrestoreHome taken apart (dump in the page cache, the rest cold, fresh XFS each; each variant right after its own bare `xfsrestore -f FILE`):\n');
+    process.stdout.write(
+      '\nrestoreHome taken apart (dump in the page cache, the rest cold, fresh XFS each; each variant right after its own bare `xfsrestore -f FILE`):\n',
+    );
     const w = Math.max(...rd.map((d) => d.name.length));
-    process.stdout.write(`  ${'variant'.padEnd(w)}  ${'time'.padStart(9)}  ${'bare'.padStart(9)}  ratio  ${'CPU s'.padStart(6)}  ${'bare'.padStart(6)}  ratio\n`);
+    process.stdout.write(
+      `  ${'variant'.padEnd(w)}  ${'time'.padStart(9)}  ${'bare'.padStart(9)}  ratio  ${'CPU s'.padStart(6)}  ${'bare'.padStart(6)}  ratio\n`,
+    );
     for (const d of rd) {
       process.stdout.write(
         `  ${d.name.padEnd(w)}  ${fmtMs(d.ms).padStart(9)}  ${fmtMs(d.bareMs).padStart(9)}  ${d.ratio.toFixed(2).padStart(5)}  ${d.cpu.toFixed(2).padStart(6)}  ${d.bareCpu.toFixed(2).padStart(6)}  ${(d.cpu / d.bareCpu).toFixed(2).padStart(5)}\n`,
@@ -689,7 +727,10 @@ async function main(): Promise<void> {
   if (!cacheDropped()) process.stdout.write('note: could not drop the page cache; the dump figures are warm, not cold\n');
   if (quick) process.stdout.write('note: --quick (small home): not the figures the issue asks for; results.json not written\n');
   else {
-    writeFileSync(RESULTS, `${JSON.stringify({ date: new Date().toISOString(), machine, data, totalMs, results: rows, compression, targets, dumpDiagnosis: diagnosis, restore, firstBackup }, null, 2)}\n`);
+    writeFileSync(
+      RESULTS,
+      `${JSON.stringify({ date: new Date().toISOString(), machine, data, totalMs, results: rows, compression, targets, dumpDiagnosis: diagnosis, restore, firstBackup }, null, 2)}\n`,
+    );
     process.stdout.write(`written: ${RESULTS}\n`);
   }
 }

@@ -27,7 +27,6 @@ export interface FtpBenchOptions {
   say?: (line: string) => void;
 }
 
-
 async function bare(server: FtpServer, bytes: number): Promise<number> {
   const t0 = performance.now();
   const client = new Client(30_000);
@@ -99,4 +98,3 @@ export async function benchTargetFtp(
     await server.stop();
   }
 }
-

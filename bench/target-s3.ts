@@ -68,7 +68,13 @@ export async function benchTargetS3(bytes: number, options: TargetBenchOptions =
     const bucket = await server.createBucket();
     const credentials = join(dir, 's3.cred');
     await server.writeCredentialsFile(credentials);
-    const config = s3TargetSchema.parse({ type: 's3', endpoint: server.endpoint, region: server.region, bucket, credentials_file: credentials });
+    const config = s3TargetSchema.parse({
+      type: 's3',
+      endpoint: server.endpoint,
+      region: server.region,
+      bucket,
+      credentials_file: credentials,
+    });
     const target = new S3Target(config);
     const pool = randomBytes(16 * MiB);
 

@@ -26,7 +26,6 @@ export interface SmbBenchOptions {
   say?: (line: string) => void;
 }
 
-
 async function bare(server: SmbServer, bytes: number): Promise<number> {
   const t0 = performance.now();
   const child = spawn('smbclient', [server.unc('bench'), '-p', String(server.port), '-A', server.credentialsFile, '-c', 'put - bare.bin'], {

@@ -50,7 +50,9 @@ export async function benchTargetTape(
     const bare = (): number => {
       const t0 = performance.now();
       const script = 'cat -- "$1" | dd of="$2" bs="$3" iflag=fullblock conv=sync,fsync status=none';
-      const r = spawnSync('bash', ['-c', `set -o pipefail; ${script}`, 'bare', data, standIn.device, String(blockSize)], { encoding: 'utf8' });
+      const r = spawnSync('bash', ['-c', `set -o pipefail; ${script}`, 'bare', data, standIn.device, String(blockSize)], {
+        encoding: 'utf8',
+      });
       if (r.status !== 0) throw new Error(`cat | dd failed: ${r.stderr}`);
       return performance.now() - t0;
     };

@@ -133,7 +133,8 @@ let pool: Buffer | undefined;
 
 /** `bytes` of incompressible data in 1 MiB chunks, cut from a random pool at shifting offsets (no generator cost in the timing). */
 export function randomSource(bytes: number): Readable {
-  const p = (pool ??= randomBytes(16 * MiB));
+  pool ??= randomBytes(16 * MiB);
+  const p = pool;
   return Readable.from(
     (function* () {
       let i = 0;

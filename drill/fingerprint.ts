@@ -45,7 +45,7 @@ export function readFingerprint(dir: string): Fingerprint {
     entries.set(path, { type, mode, owner, size, mtime, link });
   }
   for (const line of readFileSync(join(dir, 'sha256.txt'), 'utf8').split('\n')) {
-    const m = /^([0-9a-f]{64})  (.+)$/.exec(line);
+    const m = /^([0-9a-f]{64}) {2}(.+)$/.exec(line);
     const e = m && entries.get(m[2]!);
     if (e) e.sha256 = m[1];
   }
@@ -66,7 +66,8 @@ export function compareFingerprints(before: Fingerprint, after: Fingerprint, all
       continue;
     }
     const changed: string[] = [];
-    for (const field of ['type', 'mode', 'owner', 'link'] as const) if (a[field] !== b[field]) changed.push(`${field} ${a[field]} → ${b[field]}`);
+    for (const field of ['type', 'mode', 'owner', 'link'] as const)
+      if (a[field] !== b[field]) changed.push(`${field} ${a[field]} → ${b[field]}`);
     if (a.type === 'f') {
       if (a.sha256 !== b.sha256) changed.push('content');
       if (a.size !== b.size) changed.push(`size ${a.size} → ${b.size}`);

@@ -14,7 +14,7 @@ export interface Job {
   /** A script from drill/guest/jobs. */
   script: string;
   /** What the agent does after the job: power off (the default) or reboot. */
-  then?: 'poweroff' | 'reboot';
+  afterwards?: 'poweroff' | 'reboot';
   /** Small files for the job, by name. */
   files?: Record<string, string>;
 }
@@ -26,7 +26,7 @@ export async function writeJobDisk(image: string, job: Job): Promise<void> {
   try {
     await copyFile(job.script, join(dir, 'job.sh'));
     await writeFile(join(dir, 'name'), job.name);
-    await writeFile(join(dir, 'then'), job.then ?? 'poweroff');
+    await writeFile(join(dir, 'then'), job.afterwards ?? 'poweroff');
     for (const [name, content] of Object.entries(job.files ?? {})) await writeFile(join(dir, name), content);
     await rm(image, { force: true });
     await run('tar', ['-cf', image, '-C', dir, '.']);

@@ -44,9 +44,18 @@ export async function installMachine(spec: MachineSpec, i: InstallInputs): Promi
   const home = randomUUID();
   const { stdout } = await run(join(i.drillRoot, 'host', 'install-machine.sh'), [], {
     env: {
-      DISK: disk, DISK_SIZE: spec.diskSize, BOOT_SIZE: spec.bootSize, ROOT_SIZE: spec.rootSize,
-      TEMPLATE: i.template.tar, MACHINE_HOSTNAME: spec.hostname, HOME_UUID: home, TARGET_UUID: i.targetUuid,
-      PKG: i.packageRoot, NODE: i.node, GUEST: join(i.drillRoot, 'guest'), CONFIG: i.config,
+      DISK: disk,
+      DISK_SIZE: spec.diskSize,
+      BOOT_SIZE: spec.bootSize,
+      ROOT_SIZE: spec.rootSize,
+      TEMPLATE: i.template.tar,
+      MACHINE_HOSTNAME: spec.hostname,
+      HOME_UUID: home,
+      TARGET_UUID: i.targetUuid,
+      PKG: i.packageRoot,
+      NODE: i.node,
+      GUEST: join(i.drillRoot, 'guest'),
+      CONFIG: i.config,
     },
     timeoutMs: 20 * 60_000,
   });

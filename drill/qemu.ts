@@ -49,9 +49,23 @@ export function powerOffAll(): void {
 
 export async function boot(spec: BootSpec): Promise<BootResult> {
   const args = [
-    '-machine', 'q35,accel=tcg', '-cpu', 'max', '-smp', '2', '-m', String(spec.memoryMb ?? 2048),
-    '-display', 'none', '-monitor', 'none', '-serial', `file:${spec.serialLog}`,
-    '-no-reboot', '-nic', 'none',
+    '-machine',
+    'q35,accel=tcg',
+    '-cpu',
+    'max',
+    '-smp',
+    '2',
+    '-m',
+    String(spec.memoryMb ?? 2048),
+    '-display',
+    'none',
+    '-monitor',
+    'none',
+    '-serial',
+    `file:${spec.serialLog}`,
+    '-no-reboot',
+    '-nic',
+    'none',
   ];
   spec.disks.forEach((d, i) => {
     args.push('-drive', `if=none,id=d${i},file=${d.file},format=raw,cache=unsafe`);
@@ -63,9 +77,14 @@ export async function boot(spec: BootSpec): Promise<BootResult> {
   const qemu = execa('qemu-system-x86_64', args, { stdin: 'ignore', reject: false, timeout: spec.timeoutMs, killSignal: 'SIGKILL' });
   running.add(qemu);
   let cut = false;
-  const watcher = spec.powerCut ? watchSerial(spec.serialLog, spec.powerCut.when, () => {
-    setTimeout(() => { cut = true; qemu.kill('SIGKILL'); }, spec.powerCut!.afterMs);
-  }) : undefined;
+  const watcher = spec.powerCut
+    ? watchSerial(spec.serialLog, spec.powerCut.when, () => {
+        setTimeout(() => {
+          cut = true;
+          qemu.kill('SIGKILL');
+        }, spec.powerCut!.afterMs);
+      })
+    : undefined;
   const r = await qemu;
   running.delete(qemu);
   watcher?.stop();
@@ -75,7 +94,10 @@ export async function boot(spec: BootSpec): Promise<BootResult> {
     throw new DrillFailure(`${spec.name}: the machine did not power off within ${Math.round(spec.timeoutMs / 1000)} s`, spec.serialLog);
   }
   if (r.exitCode !== 0) {
-    throw new DrillFailure(`${spec.name}: qemu-system-x86_64 exited with ${r.exitCode ?? r.signal}: ${String(r.stderr).trim().slice(-500)}`, spec.serialLog);
+    throw new DrillFailure(
+      `${spec.name}: qemu-system-x86_64 exited with ${r.exitCode ?? r.signal}: ${String(r.stderr).trim().slice(-500)}`,
+      spec.serialLog,
+    );
   }
   return { seconds, ended: 'powered off' };
 }

@@ -56,9 +56,13 @@ export class Report {
   text(outcome: string): string {
     const lines = [`syn3-backup disaster-recovery drill: ${outcome}`, '', 'Phases:'];
     for (const p of this.phases) lines.push(`  ${p.seconds.toFixed(1).padStart(7)} s  ${p.name}${p.note ? ` (${p.note})` : ''}`);
-    lines.push(`  ${((performance.now() - this.started) / 1000).toFixed(1).padStart(7)} s  in all`, '', `Checks: ${this.verdicts.length - this.failed.length} of ${this.verdicts.length} passed`);
+    lines.push(
+      `  ${((performance.now() - this.started) / 1000).toFixed(1).padStart(7)} s  in all`,
+      '',
+      `Checks: ${this.verdicts.length - this.failed.length} of ${this.verdicts.length} passed`,
+    );
     for (const c of this.checks) lines.push(`  ${c.ok === 'note' ? '·' : c.ok ? '✓' : '✗'} ${c.name}${c.detail ? `: ${c.detail}` : ''}`);
-    return lines.join('\n') + '\n';
+    return `${lines.join('\n')}\n`;
   }
 
   write(file: string, outcome: string): void {

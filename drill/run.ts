@@ -41,7 +41,14 @@ const HOST = 'syn3drill';
 
 const ORIGINAL: MachineSpec = { role: 'original', hostname: HOST, diskSize: '4G', bootSize: '256M', rootSize: '1600M', homeSize: '1700M' };
 /** The new disk is bigger, its partitions too: a restore must not need the same geometry. */
-const REPLACEMENT: MachineSpec = { role: 'replacement', hostname: 'new-server', diskSize: '5G', bootSize: '320M', rootSize: '2G', homeSize: '2200M' };
+const REPLACEMENT: MachineSpec = {
+  role: 'replacement',
+  hostname: 'new-server',
+  diskSize: '5G',
+  bootSize: '320M',
+  rootSize: '2G',
+  homeSize: '2200M',
+};
 
 const CONFIG = `# syn3-backup on the drill machine: hourly backups onto the backup disk.
 host: ${HOST}
@@ -68,13 +75,15 @@ interface Context {
 
 async function main(): Promise<number> {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
-    process.stdout.write(`usage: npm run drill [-- --keep]\n\nThe disaster-recovery drill in QEMU (see README, "The drill"). --keep keeps the work folder.\nSYN3_DRILL_CACHE: where the Debian template is cached (default ${cacheDir()}).\n`);
+    process.stdout.write(
+      `usage: npm run drill [-- --keep]\n\nThe disaster-recovery drill in QEMU (see README, "The drill"). --keep keeps the work folder.\nSYN3_DRILL_CACHE: where the Debian template is cached (default ${cacheDir()}).\n`,
+    );
     return 0;
   }
   const keep = process.argv.includes('--keep');
   await requireDrillTools();
   const work = await mkdtemp(join(tmpdir(), 'syn3-drill-'));
-  const report = new Report((line) => process.stdout.write(line + '\n'));
+  const report = new Report((line) => process.stdout.write(`${line}\n`));
   const ctx: Context = { work, backupDisk: join(work, 'backup-disk.img'), jobDisk: join(work, 'job-disk.img'), report };
   process.stdout.write(`syn3-backup drill in ${work}\n`);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -90,25 +99,35 @@ async function main(): Promise<number> {
     outcome = report.failed.length ? 'FAILED' : 'PASSED';
   } catch (e) {
     const failure = e instanceof DrillFailure ? e : undefined;
-    report.check('the drill ran to its end', false, `${(e as Error).message}${failure?.serialLog ? ` (serial log: ${failure.serialLog})` : ''}`);
+    report.check(
+      'the drill ran to its end',
+      false,
+      `${(e as Error).message}${failure?.serialLog ? ` (serial log: ${failure.serialLog})` : ''}`,
+    );
     if (!failure && !isUserError(e)) process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
   }
   const reportFile = join(work, 'report.txt');
   report.write(reportFile, outcome);
-  process.stdout.write('\n' + report.text(outcome));
+  process.stdout.write(`\n${report.text(outcome)}`);
   if (outcome === 'PASSED' && !keep) {
     await rm(work, { recursive: true, force: true });
     return 0;
   }
-  for (const img of ['original.img', 'replacement.img', 'backup-disk.img']) if (outcome === 'PASSED') rmSync(join(work, img), { force: true });
-  process.stdout.write(`\nKept for reading: ${work} (report.txt, *.serial.log, the job results per boot${outcome === 'FAILED' ? ', the disk images' : ''}).\n`);
+  for (const img of ['original.img', 'replacement.img', 'backup-disk.img'])
+    if (outcome === 'PASSED') rmSync(join(work, img), { force: true });
+  process.stdout.write(
+    `\nKept for reading: ${work} (report.txt, *.serial.log, the job results per boot${outcome === 'FAILED' ? ', the disk images' : ''}).\n`,
+  );
   return outcome === 'PASSED' ? 0 : 1;
 }
 
 async function drill(ctx: Context): Promise<void> {
   const { report, work } = ctx;
-  const template = await report.phase('the Debian template (mmdebstrap, cached)', () => ensureTemplate(DRILL_ROOT, (m) => process.stdout.write(`  ${m}\n`)),
-    (t) => (t.built.length ? `built: ${t.built.join(', ')}` : 'from the cache'));
+  const template = await report.phase(
+    'the Debian template (mmdebstrap, cached)',
+    () => ensureTemplate(DRILL_ROOT, (m) => process.stdout.write(`  ${m}\n`)),
+    (t) => (t.built.length ? `built: ${t.built.join(', ')}` : 'from the cache'),
+  );
   const node = await guestNode();
   const config = join(work, 'config.yaml');
   writeFileSync(config, CONFIG);
@@ -117,13 +136,19 @@ async function drill(ctx: Context): Promise<void> {
 
   // 1. The original server.
   const original = await report.phase(`install the original machine (${ORIGINAL.diskSize} disk)`, () => installMachine(ORIGINAL, inputs));
-  const life = await runJob(ctx, original, 'original: first boot, users and a database, syn3-backup tick', { name: 'life-and-backup', script: join(JOBS, 'life-and-backup.sh') });
+  const life = await runJob(ctx, original, 'original: first boot, users and a database, syn3-backup tick', {
+    name: 'life-and-backup',
+    script: join(JOBS, 'life-and-backup.sh'),
+  });
   requireJob(life, 'the backup job');
   checkBootedThroughGrub(ctx, life.serialLog, 'the original machine');
   const status = readJson(life.result.dir, 'status.json') as { lastSuccess?: { id?: string; size?: number } | null };
   const backups = readJson(life.result.dir, 'list.json') as unknown[];
-  report.check('syn3-backup tick made a backup and says so', Array.isArray(backups) && backups.length === 1 && Boolean(status.lastSuccess?.id),
-    `${Array.isArray(backups) ? backups.length : 0} backup(s) on the backup disk; last success ${status.lastSuccess?.id ?? 'none'} (${((status.lastSuccess?.size ?? 0) / 2 ** 20).toFixed(0)} MiB)`);
+  report.check(
+    'syn3-backup tick made a backup and says so',
+    Array.isArray(backups) && backups.length === 1 && Boolean(status.lastSuccess?.id),
+    `${Array.isArray(backups) ? backups.length : 0} backup(s) on the backup disk; last success ${status.lastSuccess?.id ?? 'none'} (${((status.lastSuccess?.size ?? 0) / 2 ** 20).toFixed(0)} MiB)`,
+  );
   const dbBefore = readText(life.result.dir, 'db.txt');
   report.check('the database has rows before the fire', /^20000 [0-9a-f]{32}$/.test(dbBefore), dbBefore);
 
@@ -132,32 +157,62 @@ async function drill(ctx: Context): Promise<void> {
   report.check('the original disk is gone', !existsSync(original.disk));
 
   // 3. A new disk, a fresh installation, the restore.
-  const replacement = await report.phase(`install a fresh machine on a new ${REPLACEMENT.diskSize} disk`, () => installMachine(REPLACEMENT, inputs));
+  const replacement = await report.phase(`install a fresh machine on a new ${REPLACEMENT.diskSize} disk`, () =>
+    installMachine(REPLACEMENT, inputs),
+  );
   const restore = await runJob(ctx, replacement, 'fresh machine: syn3-backup restore --confirm, reboot', {
-    name: 'fresh-install-restore', script: join(JOBS, 'fresh-install-restore.sh'), then: 'reboot', files: { host: HOST },
+    name: 'fresh-install-restore',
+    script: join(JOBS, 'fresh-install-restore.sh'),
+    afterwards: 'reboot',
+    files: { host: HOST },
   });
   requireJob(restore, 'the restore job');
   checkBootedThroughGrub(ctx, restore.serialLog, 'the fresh machine');
   const restoreState = readJson(restore.result.dir, 'status.json') as { restore?: { state?: string } | null };
-  report.check('the restore waits for the reboot', restoreState.restore?.state === 'awaitingReboot', `restore state ${restoreState.restore?.state ?? 'none'}`);
+  report.check(
+    'the restore waits for the reboot',
+    restoreState.restore?.state === 'awaitingReboot',
+    `restore state ${restoreState.restore?.state ?? 'none'}`,
+  );
 
   // 4. The reboot into the initrd phase, with a power cut in the middle of it.
   await writeJobDisk(ctx.jobDisk, { name: 'after-restore', script: join(JOBS, 'after-restore.sh') });
   const cutLog = join(work, 'initrd-power-cut.serial.log');
-  const cut = await report.phase('reboot: the initrd puts / back; the power is cut halfway', () => boot(machineBoot(ctx, replacement, 'initrd phase (power cut)', cutLog, {
-    when: COPYING_ROOT, afterMs: 8_000,
-  })), (r) => r.ended);
-  report.check('the power was cut while the initrd phase copied /', cut.ended === 'power cut' && COPYING_ROOT.test(serialText(cutLog)) && !/\/ and \/boot are back/.test(serialText(cutLog)));
+  const cut = await report.phase(
+    'reboot: the initrd puts / back; the power is cut halfway',
+    () =>
+      boot(
+        machineBoot(ctx, replacement, 'initrd phase (power cut)', cutLog, {
+          when: COPYING_ROOT,
+          afterMs: 8_000,
+        }),
+      ),
+    (r) => r.ended,
+  );
+  report.check(
+    'the power was cut while the initrd phase copied /',
+    cut.ended === 'power cut' && COPYING_ROOT.test(serialText(cutLog)) && !/\/ and \/boot are back/.test(serialText(cutLog)),
+  );
 
   // 5. The next boot finishes the initrd phase, then the first boot runs post.restore.
   const first = await runJob(ctx, replacement, 'boot: the initrd phase again, then post.restore', undefined, 'first-boot');
   requireJob(first, 'the first boot');
   const firstSerial = serialText(first.serialLog);
-  report.check('the initrd phase ran again and finished', /syn3-backup: a restore is pending/.test(firstSerial) && /syn3-backup: \/ and \/boot are back; booting on/.test(firstSerial));
+  report.check(
+    'the initrd phase ran again and finished',
+    /syn3-backup: a restore is pending/.test(firstSerial) && /syn3-backup: \/ and \/boot are back; booting on/.test(firstSerial),
+  );
   const resume = readText(first.result.dir, 'resume-result.txt');
-  report.check('post.restore finished (syn3-backup-resume.service)', /Result=success/.test(resume) && /ExecMainStatus=0/.test(resume), resume.replace(/\n/g, ' '));
+  report.check(
+    'post.restore finished (syn3-backup-resume.service)',
+    /Result=success/.test(resume) && /ExecMainStatus=0/.test(resume),
+    resume.replace(/\n/g, ' '),
+  );
   const journal = readText(first.result.dir, 'resume-journal.txt');
-  report.check('post.restore reinstalled GRUB and loaded the database', /installing GRUB on \/dev\/vda/.test(journal) && /postgresql: loaded shop/.test(journal));
+  report.check(
+    'post.restore reinstalled GRUB and loaded the database',
+    /installing GRUB on \/dev\/vda/.test(journal) && /postgresql: loaded shop/.test(journal),
+  );
 
   // 6. One more reboot: the restored machine on its own.
   const final = await runJob(ctx, replacement, 'reboot: the restored machine', { name: 'check', script: join(JOBS, 'check.sh') });
@@ -167,8 +222,14 @@ async function drill(ctx: Context): Promise<void> {
   report.check('it boots the restored root (its original UUID)', cmdline.includes(`root=UUID=${original.uuids.root}`), cmdline.trim());
   const dbAfter = readText(final.result.dir, 'db.txt');
   report.check('the database is back, row for row', dbAfter === dbBefore, dbAfter);
-  const finalStatus = readJson(final.result.dir, 'status.json') as { restore?: { last?: { result?: string } | null; summary?: string } | null };
-  report.check('syn3-backup status says restored', finalStatus.restore?.last?.result === 'restored', finalStatus.restore?.summary ?? 'no restore in the status');
+  const finalStatus = readJson(final.result.dir, 'status.json') as {
+    restore?: { last?: { result?: string } | null; summary?: string } | null;
+  };
+  report.check(
+    'syn3-backup status says restored',
+    finalStatus.restore?.last?.result === 'restored',
+    finalStatus.restore?.summary ?? 'no restore in the status',
+  );
   compareMachines(ctx, join(life.result.dir, 'fingerprint'), join(final.result.dir, 'fingerprint'), original);
 }
 
@@ -199,18 +260,32 @@ function machineBoot(ctx: Context, m: Machine, name: string, serialLog: string, 
 function requireJob(j: JobRun, what: string): void {
   if (j.result.rc === 0) return;
   const tail = j.result.log.split('\n').filter(Boolean).slice(-8).join('\n    ');
-  throw new DrillFailure(`${what} ${j.result.rc === null ? 'never ran (no result on the job disk)' : `exited with ${j.result.rc}`}${tail ? `; its last lines:\n    ${tail}` : ''}`, j.serialLog);
+  throw new DrillFailure(
+    `${what} ${j.result.rc === null ? 'never ran (no result on the job disk)' : `exited with ${j.result.rc}`}${tail ? `; its last lines:\n    ${tail}` : ''}`,
+    j.serialLog,
+  );
 }
 
 function checkBootedThroughGrub(ctx: Context, serialLog: string, who: string): void {
   const text = serialText(serialLog);
-  ctx.report.check(`${who} booted from its disk through GRUB`, /GNU GRUB/.test(text) && /Booting `Debian GNU\/Linux/.test(text) && /Loading Linux/.test(text));
+  ctx.report.check(
+    `${who} booted from its disk through GRUB`,
+    /GNU GRUB/.test(text) && /Booting `Debian GNU\/Linux/.test(text) && /Loading Linux/.test(text),
+  );
 }
 
 /** What the original machine's life made on /home, as the fingerprint must have seen it (else the comparison proves little). */
 const LIFE_SEEN: { path: string; what: string; seen: (e: Entry) => boolean }[] = [
-  { path: '/home/projects/plan.txt', what: 'an ACL and a user xattr', seen: (e) => /system\.posix_acl_access=/.test(e.xattrs ?? '') && /user\.origin=/.test(e.xattrs ?? '') },
-  { path: '/home/projects', what: 'a default ACL and setgid', seen: (e) => /system\.posix_acl_default=/.test(e.xattrs ?? '') && e.mode === '02775' },
+  {
+    path: '/home/projects/plan.txt',
+    what: 'an ACL and a user xattr',
+    seen: (e) => /system\.posix_acl_access=/.test(e.xattrs ?? '') && /user\.origin=/.test(e.xattrs ?? ''),
+  },
+  {
+    path: '/home/projects',
+    what: 'a default ACL and setgid',
+    seen: (e) => /system\.posix_acl_default=/.test(e.xattrs ?? '') && e.mode === '02775',
+  },
   { path: '/home/alice/random.bin', what: 'a trusted xattr', seen: (e) => /trusted\.syn3=/.test(e.xattrs ?? '') },
   { path: '/home/alice/numbers.txt', what: 'setuid, owned by alice', seen: (e) => e.mode === '04750' && e.owner === '1001:1001' },
   { path: '/home/bob/pipe', what: 'a fifo', seen: (e) => e.type === 'p' },
@@ -219,27 +294,50 @@ const LIFE_SEEN: { path: string; what: string; seen: (e: Entry) => boolean }[] =
 
 function compareMachines(ctx: Context, beforeDir: string, afterDir: string, original: Machine): void {
   const before = readFingerprint(beforeDir);
-  const unseen = LIFE_SEEN.filter((l) => { const e = before.get(l.path); return !e || !l.seen(e); });
-  ctx.report.check('the original fingerprint saw ACLs, default ACLs, xattrs, setuid, a fifo and a sparse file', unseen.length === 0,
-    unseen.length ? `not seen: ${unseen.map((l) => `${l.path} (${l.what})`).join(', ')}` : undefined);
+  const unseen = LIFE_SEEN.filter((l) => {
+    const e = before.get(l.path);
+    return !e || !l.seen(e);
+  });
+  ctx.report.check(
+    'the original fingerprint saw ACLs, default ACLs, xattrs, setuid, a fifo and a sparse file',
+    unseen.length === 0,
+    unseen.length ? `not seen: ${unseen.map((l) => `${l.path} (${l.what})`).join(', ')}` : undefined,
+  );
   const c = compareFingerprints(before, readFingerprint(afterDir), ALLOWED_DIFFERENCES);
-  const shown = c.failures.slice(0, 15).map((d) => `${d.path}: ${d.what}`).join('; ');
-  ctx.report.check(`the fingerprint matches: ${c.compared} paths with content, owner, mode, ACLs and xattrs`, c.failures.length === 0,
-    c.failures.length ? `${c.failures.length} unexpected difference(s): ${shown}` : undefined);
+  const shown = c.failures
+    .slice(0, 15)
+    .map((d) => `${d.path}: ${d.what}`)
+    .join('; ');
+  ctx.report.check(
+    `the fingerprint matches: ${c.compared} paths with content, owner, mode, ACLs and xattrs`,
+    c.failures.length === 0,
+    c.failures.length ? `${c.failures.length} unexpected difference(s): ${shown}` : undefined,
+  );
   for (const a of c.allowed) {
-    if (a.count) ctx.report.note(`allowed to differ: ${a.allowance.path} (${a.allowance.why})`, `${a.count} path(s), e.g. ${a.examples.join('; ')}`);
+    if (a.count)
+      ctx.report.note(`allowed to differ: ${a.allowance.path} (${a.allowance.why})`, `${a.count} path(s), e.g. ${a.examples.join('; ')}`);
   }
   const mountsBefore = mountIdentity(beforeDir);
   const mountsAfter = mountIdentity(afterDir);
   for (const mp of ['/', '/boot', '/home']) {
-    ctx.report.check(`${mp}: same type, UUID and label`, mountsBefore[mp] !== undefined && mountsBefore[mp] === mountsAfter[mp], `${mountsBefore[mp]} → ${mountsAfter[mp]}`);
+    ctx.report.check(
+      `${mp}: same type, UUID and label`,
+      mountsBefore[mp] !== undefined && mountsBefore[mp] === mountsAfter[mp],
+      `${mountsBefore[mp]} → ${mountsAfter[mp]}`,
+    );
   }
-  ctx.report.check('/ has the original machine\'s UUID', mountsAfter['/']?.includes(original.uuids.root) ?? false);
+  ctx.report.check("/ has the original machine's UUID", mountsAfter['/']?.includes(original.uuids.root) ?? false);
 }
 
 /** fstype, UUID and label of each mounted file system, from lsblk. */
 function mountIdentity(dir: string): Record<string, string> {
-  interface Dev { fstype?: string | null; uuid?: string | null; label?: string | null; mountpoint?: string | null; children?: Dev[] }
+  interface Dev {
+    fstype?: string | null;
+    uuid?: string | null;
+    label?: string | null;
+    mountpoint?: string | null;
+    children?: Dev[];
+  }
   const out: Record<string, string> = {};
   const walk = (d: Dev) => {
     if (d.mountpoint) out[d.mountpoint] = `${d.fstype} ${d.uuid} ${d.label ?? '-'}`;
@@ -277,7 +375,10 @@ function readJson(dir: string, name: string): unknown {
   }
 }
 
-main().then((code) => process.exit(code), (e: unknown) => {
-  process.stderr.write(`drill: ${isUserError(e) ? e.paragraph() : ((e as Error).stack ?? String(e))}\n`);
-  process.exit(isUserError(e) ? e.exitCode : 1);
-});
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`drill: ${isUserError(e) ? e.paragraph() : ((e as Error).stack ?? String(e))}\n`);
+    process.exit(isUserError(e) ? e.exitCode : 1);
+  },
+);

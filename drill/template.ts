@@ -14,8 +14,24 @@ import { run } from '../actors/run.js';
 
 /** What an administrator's small server has, plus what syn3-backup drives, plus a database. */
 export const PACKAGES = [
-  'linux-image-cloud-amd64', 'grub-pc-bin', 'grub2-common', 'initramfs-tools', 'systemd-sysv', 'udev', 'kmod',
-  'lvm2', 'xfsprogs', 'xfsdump', 'rsync', 'acl', 'attr', 'zstd', 'fdisk', 'e2fsprogs', 'procps', 'postgresql-15',
+  'linux-image-cloud-amd64',
+  'grub-pc-bin',
+  'grub2-common',
+  'initramfs-tools',
+  'systemd-sysv',
+  'udev',
+  'kmod',
+  'lvm2',
+  'xfsprogs',
+  'xfsdump',
+  'rsync',
+  'acl',
+  'attr',
+  'zstd',
+  'fdisk',
+  'e2fsprogs',
+  'procps',
+  'postgresql-15',
 ];
 const SUITE = 'bookworm';
 const EXCLUDED_DOCS = ['/usr/share/man/*', '/usr/share/doc/*', '/usr/share/locale/*', '/usr/share/info/*'];
@@ -49,17 +65,25 @@ export async function ensureTemplate(drillRoot: string, log: (m: string) => void
     const part = `${tar}.part`;
     await rm(part, { recursive: true, force: true });
     await rm(tar, { recursive: true, force: true });
-    await run('mmdebstrap', [
-      '--variant=minbase', '--format=tar', `--include=${PACKAGES.join(',')}`,
-      ...EXCLUDED_DOCS.map((p) => `--dpkgopt=path-exclude=${p}`),
-      SUITE, part, mirror(),
-    ], { timeoutMs: 30 * 60_000 });
+    await run(
+      'mmdebstrap',
+      [
+        '--variant=minbase',
+        '--format=tar',
+        `--include=${PACKAGES.join(',')}`,
+        ...EXCLUDED_DOCS.map((p) => `--dpkgopt=path-exclude=${p}`),
+        SUITE,
+        part,
+        mirror(),
+      ],
+      { timeoutMs: 30 * 60_000 },
+    );
     await rename(part, tar);
     built.push('Debian template');
   }
   const kernelRoot = join(dir, `kernel-${key}`);
   if (!existsSync(join(kernelRoot, 'done'))) {
-    log('unpacking the template\'s kernel and modules');
+    log("unpacking the template's kernel and modules");
     await rm(kernelRoot, { recursive: true, force: true });
     await mkdir(kernelRoot, { recursive: true });
     await run('tar', ['-xf', tar, '-C', kernelRoot, '--wildcards', './boot/vmlinuz-*', './usr/lib/modules/*']);
@@ -71,7 +95,7 @@ export async function ensureTemplate(drillRoot: string, log: (m: string) => void
   const script = join(drillRoot, 'host', 'builder-initramfs.sh');
   const builderInitrd = join(dir, `builder-${key}-${hash(readFileSync(script, 'utf8'))}.cpio.gz`);
   if (!existsSync(builderInitrd)) {
-    log('building the disk builder\'s initramfs');
+    log("building the disk builder's initramfs");
     await run(script, [kernelRoot, `${builderInitrd}.part`]);
     await rename(`${builderInitrd}.part`, builderInitrd);
     built.push('builder initramfs');

@@ -17,11 +17,15 @@ const NEEDED: Record<string, string> = {
 
 export async function requireDrillTools(): Promise<void> {
   if (process.getuid?.() !== 0) {
-    throw new UserError('usage', 'the drill must run as root: it makes loop devices and file systems for its disk images', { hint: 'Run it as root (sudo npm run drill)' });
+    throw new UserError('usage', 'the drill must run as root: it makes loop devices and file systems for its disk images', {
+      hint: 'Run it as root (sudo npm run drill)',
+    });
   }
   const missing: string[] = [];
   for (const [tool, pkg] of Object.entries(NEEDED)) if (!(await which(tool))) missing.push(pkg);
   if (missing.length) {
-    throw new UserError('tool', `the drill needs ${[...new Set(missing)].join(', ')}`, { hint: `apt-get install ${[...new Set(missing)].join(' ')} (scripts/setup.sh --drill does it)` });
+    throw new UserError('tool', `the drill needs ${[...new Set(missing)].join(', ')}`, {
+      hint: `apt-get install ${[...new Set(missing)].join(' ')} (scripts/setup.sh --drill does it)`,
+    });
   }
 }

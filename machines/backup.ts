@@ -8,13 +8,7 @@
  */
 import { assign, fromPromise, setup } from 'xstate';
 import { isDue, backoffAfter, type Schedule } from './schedule.js';
-import {
-  failureOf,
-  type BackupEntry,
-  type DumpResult,
-  type HistoryEntry,
-  type SystemLayout,
-} from './types.js';
+import { failureOf, type BackupEntry, type DumpResult, type HistoryEntry, type SystemLayout } from './types.js';
 
 export const HISTORY_LIMIT = 100;
 
@@ -98,7 +92,15 @@ function failAt(step: string) {
 
 /** A step that needs only the run's id and keeps nothing of its result. */
 function simpleStep<const K extends 'checkReady' | 'syncSystem' | 'runSpoolModules'>(id: K, step: string, next: string) {
-  return { invoke: { id, src: id, input: ({ context }: { context: BackupContext }) => ({ runId: runOf(context).id }), onDone: { target: next }, onError: failAt(step) } };
+  return {
+    invoke: {
+      id,
+      src: id,
+      input: ({ context }: { context: BackupContext }) => ({ runId: runOf(context).id }),
+      onDone: { target: next },
+      onError: failAt(step),
+    },
+  };
 }
 
 export const backupMachine = setup({
@@ -194,7 +196,9 @@ export const backupMachine = setup({
             // The checksum of what was read back is the one the backup keeps.
             onDone: {
               target: 'publish',
-              actions: assign({ run: ({ context, event }) => ({ ...runOf(context), dump: { ...runOf(context).dump!, sha256: event.output.sha256 } }) }),
+              actions: assign({
+                run: ({ context, event }) => ({ ...runOf(context), dump: { ...runOf(context).dump!, sha256: event.output.sha256 } }),
+              }),
             },
             onError: failAt('verify'),
           },
@@ -205,7 +209,12 @@ export const backupMachine = setup({
             src: 'publishBackup',
             input: ({ context }) => {
               const run = runOf(context);
-              return { runId: run.id, startedAt: run.startedAt, layout: run.layout!, dump: { ...run.dump!, sha256: run.dump!.sha256 ?? '' } };
+              return {
+                runId: run.id,
+                startedAt: run.startedAt,
+                layout: run.layout!,
+                dump: { ...run.dump!, sha256: run.dump!.sha256 ?? '' },
+              };
             },
             onDone: {
               target: 'retention',

@@ -14,7 +14,18 @@ import type { RestorePlan } from './restore-types.js';
 
 export type { RestorePlan } from './restore-types.js';
 
-export const RESTORE_PHASES = ['preflight', 'stopServices', 'formatHome', 'restoreHome', 'markers', 'initrd', 'grub', 'moduleRestores', 'drbd', 'finish'] as const;
+export const RESTORE_PHASES = [
+  'preflight',
+  'stopServices',
+  'formatHome',
+  'restoreHome',
+  'markers',
+  'initrd',
+  'grub',
+  'moduleRestores',
+  'drbd',
+  'finish',
+] as const;
 export type RestorePhase = (typeof RESTORE_PHASES)[number];
 
 /** Phases after which /home no longer holds what it held: abort is no longer safe. */
@@ -139,7 +150,10 @@ export const restoreMachine = setup({
             id: 'checkBackupReadable',
             src: 'checkBackupReadable',
             input: ({ context }) => ({ restoreId: currentOf(context).restoreId, backupId: currentOf(context).backupId }),
-            onDone: { target: 'stopServices', actions: assign({ current: ({ context, event }) => ({ ...currentOf(context), plan: event.output }) }) },
+            onDone: {
+              target: 'stopServices',
+              actions: assign({ current: ({ context, event }) => ({ ...currentOf(context), plan: event.output }) }),
+            },
             onError: { target: '#restore.failed', actions: { type: 'recordFailure', params: { phase: 'preflight' } } },
           },
         },
@@ -172,13 +186,25 @@ export const restoreMachine = setup({
           { guard: { type: 'failedAt', params: { phases: ['preflight'] } }, target: 'running.preflight', actions: 'clearFailure' },
           { guard: { type: 'failedAt', params: { phases: ['stopServices'] } }, target: 'running.stopServices', actions: 'clearFailure' },
           // An interrupted format or restore of /home starts again from an empty file system.
-          { guard: { type: 'failedAt', params: { phases: ['formatHome', 'restoreHome'] } }, target: 'running.formatHome', actions: 'clearFailure' },
+          {
+            guard: { type: 'failedAt', params: { phases: ['formatHome', 'restoreHome'] } },
+            target: 'running.formatHome',
+            actions: 'clearFailure',
+          },
           { guard: { type: 'failedAt', params: { phases: ['markers'] } }, target: 'running.markers', actions: 'clearFailure' },
           { guard: { type: 'failedAt', params: { phases: ['initrd'], initrd: true } }, target: 'initrd', actions: 'clearFailure' },
           { guard: { type: 'failedAt', params: { phases: ['grub'], initrd: false } }, target: 'postRestore.grub', actions: 'clearFailure' },
-          { guard: { type: 'failedAt', params: { phases: ['moduleRestores'], initrd: false } }, target: 'postRestore.moduleRestores', actions: 'clearFailure' },
+          {
+            guard: { type: 'failedAt', params: { phases: ['moduleRestores'], initrd: false } },
+            target: 'postRestore.moduleRestores',
+            actions: 'clearFailure',
+          },
           { guard: { type: 'failedAt', params: { phases: ['drbd'], initrd: false } }, target: 'postRestore.drbd', actions: 'clearFailure' },
-          { guard: { type: 'failedAt', params: { phases: ['finish'], initrd: false } }, target: 'postRestore.finish', actions: 'clearFailure' },
+          {
+            guard: { type: 'failedAt', params: { phases: ['finish'], initrd: false } },
+            target: 'postRestore.finish',
+            actions: 'clearFailure',
+          },
         ],
         ABORT: { guard: 'abortIsSafe', target: 'idle', actions: { type: 'finish', params: { result: 'aborted' } } },
       },

@@ -5,10 +5,7 @@
  */
 import { Cron } from 'croner';
 
-export type Schedule =
-  | { kind: 'daily'; at: string }
-  | { kind: 'every'; ms: number }
-  | { kind: 'cron'; expr: string };
+export type Schedule = { kind: 'daily'; at: string } | { kind: 'every'; ms: number } | { kind: 'cron'; expr: string };
 
 const HOUR = 3_600_000;
 const MAX_BACKOFF = 24 * HOUR;

@@ -35,7 +35,16 @@ import { loadRestoreState } from '../src/restore/run.js';
 import { DRBD_MARKER, POST_RESTORE } from '../actors/markers.js';
 import { mountPointsOf } from '../actors/mount.js';
 import { populateBootTree, populateRichTree, populateSystemTree, SYSTEM_VOLATILE_DIRS } from '../test/support/rich-tree.js';
-import { createSandbox, createTargetVolume, createXfsVolume, destroyAll, liveResourceCount, XFS_MIN_MIB, type Sandbox, type XfsVolume } from '../test/support/sandbox.js';
+import {
+  createSandbox,
+  createTargetVolume,
+  createXfsVolume,
+  destroyAll,
+  liveResourceCount,
+  XFS_MIN_MIB,
+  type Sandbox,
+  type XfsVolume,
+} from '../test/support/sandbox.js';
 import { diffTrees, snapshotTree, XFSRESTORE_LOSSES, type DiffOptions, type Entry, type Snapshot } from '../test/support/tree-compare.js';
 
 const CLI = fileURLToPath(new URL('../bin/syn3-backup.mjs', import.meta.url));
@@ -246,13 +255,21 @@ async function buildSandbox(): Promise<Demo> {
   await mkdir(demo.modules, { recursive: true });
   cliEnv.TMPDIR = join(sandbox.dir, 'tmp');
   await mkdir(cliEnv.TMPDIR, { mode: 0o700 });
-  for (const [name, text] of [[MODULE_NAME, MODULE], [RESTORE_MODULE_NAME, restoreModule(demo.database)]] as const) {
+  for (const [name, text] of [
+    [MODULE_NAME, MODULE],
+    [RESTORE_MODULE_NAME, restoreModule(demo.database)],
+  ] as const) {
     await writeFile(join(demo.modules, name), text);
     await chmod(join(demo.modules, name), 0o755);
   }
   out();
   out(`  temp dir  ${sandbox.dir}`);
-  for (const [name, v] of [['/', sandbox.root], ['/boot', sandbox.boot], ['/home', sandbox.home], ['target', demo.target]] as const) {
+  for (const [name, v] of [
+    ['/', sandbox.root],
+    ['/boot', sandbox.boot],
+    ['/home', sandbox.home],
+    ['target', demo.target],
+  ] as const) {
     const entries = name === 'target' ? 'empty' : `${await countEntries(v.mountPoint)} entries`;
     out(`  ${name.padEnd(8)}  ${v.device.padEnd(11)} → ${v.mountPoint}  (${entries})`);
   }
@@ -344,12 +361,13 @@ async function proveDump(demo: Demo): Promise<void> {
   out();
   out('  Comparing every entry: type, content (sha256), mode, owner, size, mtime, symlink target,');
   out('  device numbers, hard-link groups, sparseness, ACLs and xattrs. (xfsrestore does not');
-  out('  restore symlink mtimes or the top directory\'s mtime; those two are not compared.)');
+  out("  restore symlink mtimes or the top directory's mtime; those two are not compared.)");
   const home = await snapshotTree(demo.sandbox.home.mountPoint);
   const restored = await snapshotTree(fresh.mountPoint);
   expectIdentical('home vs the restored dump', home, restored, XFSRESTORE_LOSSES);
   const dump = await readFile(join(fresh.mountPoint, 'system', 'spool', DUMP_NAME), 'utf8');
-  if (!dump.includes(backup.id)) throw new DemoFailure(`the spooled ${DUMP_NAME} in the dump does not name backup ${backup.id}:\n${indent(dump)}`);
+  if (!dump.includes(backup.id))
+    throw new DemoFailure(`the spooled ${DUMP_NAME} in the dump does not name backup ${backup.id}:\n${indent(dump)}`);
   out(`  ✔ the module's spool file came back too: system/spool/${DUMP_NAME}`);
   out(indent(dump, '      │ '));
   await fresh.destroy();
@@ -363,8 +381,16 @@ async function proveSystemCopy(demo: Demo): Promise<void> {
   const runtime = (await Promise.all(SYSTEM_VOLATILE_DIRS.map(async (d) => (await readdir(join(root, d))).map((n) => `${d}/${n}`)))).flat();
   out(`  <home>/${SYSTEM_COPY} against / (without the content of ${SYSTEM_VOLATILE_DIRS.join(', ')}: ${runtime.length} entries of`);
   out('  runtime junk that must not be copied) and <home>/.syn3systembackup/boot against /boot:');
-  expectIdentical('/ vs the system copy', await snapshotTree(root, { exclude: ['boot', ...runtime] }), await snapshotTree(copy, { exclude: ['boot'] }));
-  expectIdentical('/boot vs the system copy\'s boot', await snapshotTree(demo.sandbox.boot.mountPoint), await snapshotTree(join(copy, 'boot')));
+  expectIdentical(
+    '/ vs the system copy',
+    await snapshotTree(root, { exclude: ['boot', ...runtime] }),
+    await snapshotTree(copy, { exclude: ['boot'] }),
+  );
+  expectIdentical(
+    "/boot vs the system copy's boot",
+    await snapshotTree(demo.sandbox.boot.mountPoint),
+    await snapshotTree(join(copy, 'boot')),
+  );
   const notEmpty: string[] = [];
   for (const d of SYSTEM_VOLATILE_DIRS) if ((await readdir(join(copy, d))).length) notEmpty.push(d);
   if (notEmpty.length) throw new DemoFailure(`runtime directories in the system copy are not empty: ${notEmpty.join(', ')}`);
@@ -393,7 +419,10 @@ async function fsIds(device: string): Promise<FsIds> {
     if (m) found.set(m[1]!, m[2]!);
   }
   const uuid = found.get('UUID');
-  if (!uuid) throw new DemoFailure(`blkid finds no file system on ${device} (exit ${r.exitCode}):\n${indent(`${String(r.stdout)}${String(r.stderr)}`)}`);
+  if (!uuid)
+    throw new DemoFailure(
+      `blkid finds no file system on ${device} (exit ${r.exitCode}):\n${indent(`${String(r.stdout)}${String(r.stderr)}`)}`,
+    );
   return { uuid, label: found.get('LABEL') };
 }
 
@@ -430,7 +459,8 @@ async function burnDown(demo: Demo): Promise<void> {
   const ids = {} as Record<Role, FsIds>;
   for (const role of ROLES) ids[role] = await fsIds(volumes[role].device);
   demo.drill = { before, runtime, ids };
-  for (const role of ROLES) out(`    ${SHOWN[role].padEnd(6)} ${volumes[role].device.padEnd(11)} ${showIds(ids[role])}  (${before[role].size} entries)`);
+  for (const role of ROLES)
+    out(`    ${SHOWN[role].padEnd(6)} ${volumes[role].device.padEnd(11)} ${showIds(ids[role])}  (${before[role].size} entries)`);
   checkInterrupted();
   out();
   out('  The fire: each file system is unmounted, its loop device detached and its image deleted.');
@@ -486,10 +516,10 @@ restore:
 `;
   await writeFile(machine.configFile, text);
   out(indent(text));
-  out('  update_grub and update_initramfs are off because they would touch this host\'s real boot');
+  out("  update_grub and update_initramfs are off because they would touch this host's real boot");
   out('  files (its /boot and initramfs), and GRUB gets no disk to install to: a sandbox has none.');
   out('  (On a real server this file is /etc/syn3-backup/config.yaml on the new /; here it stays');
-  out('  outside the sandbox\'s /, which the restore formats, so that every step reads the same file.)');
+  out("  outside the sandbox's /, which the restore formats, so that every step reads the same file.)");
   const r = await quietCli(machine, ['config', 'check']);
   expectExit('syn3-backup config check', r.exitCode);
   out(`  ✔ syn3-backup config check: ${r.stdout.split('\n')[0]}`);
@@ -522,7 +552,7 @@ async function rebootAndFirstBoot(demo: Demo): Promise<void> {
   expectRestoreState(machine, 'awaitingFirstBoot');
   out();
   out('  — first boot: post.restore —');
-  out('  The restored / runs post.restore at its first boot: GRUB (no disk here), the modules\'');
+  out("  The restored / runs post.restore at its first boot: GRUB (no disk here), the modules'");
   out('  restores, DRBD (not configured here), then the restore disarms itself and cleans up.');
   out();
   expectExit('syn3-backup resume', await showCli(machine, ['--log-format', 'text', 'resume']));
@@ -541,8 +571,14 @@ interface Expected {
   why: string;
 }
 
-const at = (...paths: string[]) => (path: string): boolean => paths.includes(path);
-const atOrBelow = (dir: string) => (path: string): boolean => path === dir || path.startsWith(`${dir}/`);
+const at =
+  (...paths: string[]) =>
+  (path: string): boolean =>
+    paths.includes(path);
+const atOrBelow =
+  (dir: string) =>
+  (path: string): boolean =>
+    path === dir || path.startsWith(`${dir}/`);
 const symlinks = (_path: string, entry: Entry | undefined): boolean => entry?.type === 'symlink';
 
 const DIFF_LINE = /^("(?:[^"\\]|\\.)*"): (.*)$/;
@@ -553,7 +589,8 @@ function matches(e: Expected, path: string, entry: Entry | undefined, detail: st
   return detail.startsWith(`${e.change} `);
 }
 
-const listed = (paths: string[]): string => (paths.length > 3 ? `${paths.slice(0, 3).join(', ')} and ${paths.length - 3} more` : paths.join(', '));
+const listed = (paths: string[]): string =>
+  paths.length > 3 ? `${paths.slice(0, 3).join(', ')} and ${paths.length - 3} more` : paths.join(', ');
 
 /**
  * Compares a tree from before the fire with the restored one. Prints how many entries are
@@ -577,19 +614,22 @@ function compareRestored(what: string, before: Snapshot, after: Snapshot, option
   }
   if (unexpected.length) return unexpected;
   out(`  ✔ ${what}: identical: ${before.size - differing.size} entries${seen.size ? ', and as expected:' : ''}`);
-  for (const [e, paths] of seen) out(`      ${e.change === 'added' ? '+' : '~'} ${listed(paths)}${e.change === 'added' ? '' : ` (${e.change})`}: ${e.why}`);
+  for (const [e, paths] of seen)
+    out(`      ${e.change === 'added' ? '+' : '~'} ${listed(paths)}${e.change === 'added' ? '' : ` (${e.change})`}: ${e.why}`);
   return [];
 }
 
 async function proveRestore(demo: Demo): Promise<void> {
   const drill = drillOf(demo);
   const machine = newMachineOf(demo);
-  out('  Each new file system\'s UUID and label against what blkid read before the fire:');
+  out("  Each new file system's UUID and label against what blkid read before the fire:");
   for (const role of ROLES) {
     const now = await fsIds(machine.volumes[role].device);
     const was = drill.ids[role];
     if (now.uuid !== was.uuid || now.label !== was.label) {
-      throw new DemoFailure(`${SHOWN[role]} on ${machine.volumes[role].device} has ${showIds(now)}; before the fire it had ${showIds(was)}`);
+      throw new DemoFailure(
+        `${SHOWN[role]} on ${machine.volumes[role].device} has ${showIds(now)}; before the fire it had ${showIds(was)}`,
+      );
     }
     out(`  ✔ ${SHOWN[role].padEnd(6)} ${machine.volumes[role].device.padEnd(11)} ${showIds(now)}, as before`);
   }
@@ -603,37 +643,66 @@ async function proveRestore(demo: Demo): Promise<void> {
     home: await snapshotTree(machine.volumes.home.mountPoint),
   };
   const state = relative(machine.volumes.root.mountPoint, machine.state);
-  const symlinkMtime: Expected = { covers: symlinks, change: 'mtime', why: 'symlinks: xfsrestore does not restore their mtime, and / and /boot travel in the home dump' };
+  const symlinkMtime: Expected = {
+    covers: symlinks,
+    change: 'mtime',
+    why: 'symlinks: xfsrestore does not restore their mtime, and / and /boot travel in the home dump',
+  };
   const unexpected = [
     ...compareRestored('/ vs before the fire', drill.before.root, after.root, {}, [
-      { covers: at(POST_RESTORE, dirname(POST_RESTORE)), change: 'added', why: 'the first-boot hook the restore installs (disarmed now, see below)' },
-      { covers: at(dirname(dirname(POST_RESTORE))), change: 'mtime', why: 'post.restore\'s directory was added to it' },
-      { covers: atOrBelow(state), change: 'added', why: 'the restore\'s own state and log (paths.state), written after / came back' },
+      {
+        covers: at(POST_RESTORE, dirname(POST_RESTORE)),
+        change: 'added',
+        why: 'the first-boot hook the restore installs (disarmed now, see below)',
+      },
+      { covers: at(dirname(dirname(POST_RESTORE))), change: 'mtime', why: "post.restore's directory was added to it" },
+      { covers: atOrBelow(state), change: 'added', why: "the restore's own state and log (paths.state), written after / came back" },
       { covers: at(dirname(state)), change: 'mtime', why: 'paths.state was added to it' },
-      { covers: at('boot'), change: 'mtime', why: '/boot\'s mount point: it comes back as the copy\'s boot/, /boot\'s top directory, which the drbd.primary marker touched' },
+      {
+        covers: at('boot'),
+        change: 'mtime',
+        why: "/boot's mount point: it comes back as the copy's boot/, /boot's top directory, which the drbd.primary marker touched",
+      },
       symlinkMtime,
     ]),
     ...compareRestored('/boot vs before the fire', drill.before.boot, after.boot, {}, [
-      { covers: at('.'), change: 'mtime', why: 'the initrd brought the restore\'s drbd.primary marker here, the first boot removed it' },
+      { covers: at('.'), change: 'mtime', why: "the initrd brought the restore's drbd.primary marker here, the first boot removed it" },
       symlinkMtime,
     ]),
     ...compareRestored('/home vs before the fire', drill.before.home, after.home, XFSRESTORE_LOSSES, [
-      { covers: at(`${SYSTEM_COPY}/${POST_RESTORE}`, `${SYSTEM_COPY}/${dirname(POST_RESTORE)}`), change: 'added', why: 'post.restore in the system copy, which the initrd copies to / (disarmed now)' },
-      { covers: at(`${SYSTEM_COPY}/${dirname(dirname(POST_RESTORE))}`, `${SYSTEM_COPY}/boot`), change: 'mtime', why: `the restore added its markers there (post.restore; ${DRBD_MARKER}, removed again)` },
-      { covers: at('system/spool'), change: 'mtime', why: 'the module restores\' marker was added and removed there' },
+      {
+        covers: at(`${SYSTEM_COPY}/${POST_RESTORE}`, `${SYSTEM_COPY}/${dirname(POST_RESTORE)}`),
+        change: 'added',
+        why: 'post.restore in the system copy, which the initrd copies to / (disarmed now)',
+      },
+      {
+        covers: at(`${SYSTEM_COPY}/${dirname(dirname(POST_RESTORE))}`, `${SYSTEM_COPY}/boot`),
+        change: 'mtime',
+        why: `the restore added its markers there (post.restore; ${DRBD_MARKER}, removed again)`,
+      },
+      { covers: at('system/spool'), change: 'mtime', why: "the module restores' marker was added and removed there" },
     ]),
   ];
   if (unexpected.length) {
-    throw new DemoFailure(`the restored machine differs from the one that burnt in ${unexpected.length} unexpected places:\n${indent(unexpected.slice(0, 40).join('\n'))}${unexpected.length > 40 ? '\n    …' : ''}`);
+    throw new DemoFailure(
+      `the restored machine differs from the one that burnt in ${unexpected.length} unexpected places:\n${indent(unexpected.slice(0, 40).join('\n'))}${unexpected.length > 40 ? '\n    …' : ''}`,
+    );
   }
   const hooks = [after.root.get(POST_RESTORE), after.home.get(`${SYSTEM_COPY}/${POST_RESTORE}`)];
   if (!hooks.every((h) => h?.type === 'file' && (h.mode & 0o111) === 0)) {
-    throw new DemoFailure(`post.restore should be there, disarmed (not executable), in / and in the system copy: modes ${hooks.map((h) => (h ? `0${h.mode.toString(8)}` : 'missing')).join(', ')}`);
+    throw new DemoFailure(
+      `post.restore should be there, disarmed (not executable), in / and in the system copy: modes ${hooks.map((h) => (h ? `0${h.mode.toString(8)}` : 'missing')).join(', ')}`,
+    );
   }
-  out(`  ✔ post.restore is disarmed (mode 0${after.root.get(POST_RESTORE)!.mode.toString(8)}), so the next boot is an ordinary one; no other marker or working file is left`);
+  out(
+    `  ✔ post.restore is disarmed (mode 0${after.root.get(POST_RESTORE)!.mode.toString(8)}), so the next boot is an ordinary one; no other marker or working file is left`,
+  );
   const loaded = await readFile(demo.database, 'utf8').catch(() => '');
   const backupId = loadRestoreState(loadConfig(machine.configFile))?.context.last?.backupId ?? '(unknown)';
-  if (!loaded.includes(backupId)) throw new DemoFailure(`the module restore did not load the dump of backup ${backupId} into ${demo.database}:\n${indent(loaded || '(no such file)')}`);
+  if (!loaded.includes(backupId))
+    throw new DemoFailure(
+      `the module restore did not load the dump of backup ${backupId} into ${demo.database}:\n${indent(loaded || '(no such file)')}`,
+    );
   out(`  ✔ the module restore loaded the spooled dump of ${backupId} into ${demo.database}:`);
   out(indent(loaded, '      │ '));
 }
@@ -655,17 +724,34 @@ const SECTIONS: Section[] = [
 // ─── main ────────────────────────────────────────────────────────────────────
 
 /** What the sandbox, the backup, the restore and the comparisons run. */
-const TOOLS = ['losetup', 'mkfs.xfs', 'mount', 'umount', 'blkid', 'xfsdump', 'xfsrestore', 'rsync', 'getfacl', 'setfacl', 'getfattr', 'setfattr', 'mknod', 'mkfifo'];
+const TOOLS = [
+  'losetup',
+  'mkfs.xfs',
+  'mount',
+  'umount',
+  'blkid',
+  'xfsdump',
+  'xfsrestore',
+  'rsync',
+  'getfacl',
+  'setfacl',
+  'getfattr',
+  'setfattr',
+  'mknod',
+  'mkfifo',
+];
 
 function onPath(tool: string): boolean {
   return (process.env.PATH ?? '').split(':').some((dir) => dir !== '' && existsSync(join(dir, tool)));
 }
 
 function preflight(): void {
-  if (process.getuid?.() !== 0) throw new DemoFailure('the demo needs root: it creates loop devices and mounts XFS file systems (run it with sudo)');
+  if (process.getuid?.() !== 0)
+    throw new DemoFailure('the demo needs root: it creates loop devices and mounts XFS file systems (run it with sudo)');
   if (!existsSync(CLI)) throw new DemoFailure(`${CLI} does not exist: run "npm run build" first (or "npm run demo", which does)`);
   const missing = TOOLS.filter((t) => !onPath(t));
-  if (missing.length) throw new DemoFailure(`not found on PATH: ${missing.join(', ')}; run "npm run setup" to install them (PATH=${process.env.PATH ?? ''})`);
+  if (missing.length)
+    throw new DemoFailure(`not found on PATH: ${missing.join(', ')}; run "npm run setup" to install them (PATH=${process.env.PATH ?? ''})`);
 }
 
 /** Loop devices whose image lives under dir (deleted images too: a busy device outlives its image). */
@@ -713,7 +799,10 @@ async function cleanup(demo: Demo | undefined): Promise<void> {
   // After Ctrl-C the sandbox's signal hook tears down at once, and cannot remove the dir while a restore step's mount is in it.
   if (dir && existsSync(dir) && !left && !loops.length && !mounted.length) await rm(dir, { recursive: true, force: true });
   if (left > 0) process.stderr.write(`demo: ${left} volume(s) could not be cleaned up; see the warnings above\n`);
-  else if (loops.length || mounted.length) process.stderr.write(`demo: left in ${dir}: ${[...mounted.map((m) => `${m.source} mounted at ${m.mountPoint}`), ...loops].join(', ')}\n`);
+  else if (loops.length || mounted.length)
+    process.stderr.write(
+      `demo: left in ${dir}: ${[...mounted.map((m) => `${m.source} mounted at ${m.mountPoint}`), ...loops].join(', ')}\n`,
+    );
   else if (dir && existsSync(dir)) process.stderr.write(`demo: could not remove ${dir}\n`);
   else out(`  unmounted every file system, detached every loop device, removed ${dir ?? 'the temp dir'}`);
 }
@@ -753,7 +842,11 @@ async function main(): Promise<number> {
     out('restored onto blank disks through every phase, the same as before the fire but for the expected differences.');
     return 0;
   }
-  const message = interrupted ? `interrupted by ${interrupted}` : failure instanceof DemoFailure ? failure.message : ((failure as Error)?.stack ?? String(failure));
+  const message = interrupted
+    ? `interrupted by ${interrupted}`
+    : failure instanceof DemoFailure
+      ? failure.message
+      : ((failure as Error)?.stack ?? String(failure));
   process.stderr.write(`\ndemo FAILED${current ? ` in "${current}"` : ''}: ${message}\n`);
   return interrupted ? exitCodeOf(interrupted) : 1;
 }

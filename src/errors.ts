@@ -2,16 +2,7 @@
  * The one error type with a message for the administrator. Anything else that
  * reaches the top of the CLI is a bug and is shown with its stack.
  */
-export type ErrorKind =
-  | 'config'
-  | 'usage'
-  | 'tool'
-  | 'target'
-  | 'state'
-  | 'module'
-  | 'verify'
-  | 'restore'
-  | 'internal';
+export type ErrorKind = 'config' | 'usage' | 'tool' | 'target' | 'state' | 'module' | 'verify' | 'restore' | 'internal';
 
 export interface UserErrorOptions {
   /** What to do about it: one sentence the administrator can act on. */

@@ -24,7 +24,14 @@ export interface LogOptions {
 export const LOG_FILE = 'syn3-backup.log';
 
 /** While a restore rebuilds the file system under paths.state the log file is gone; the console still has the line. */
-const tryAppend = (file: string, line: string): boolean => { try { appendFileSync(file, line, { mode: 0o600 }); return true; } catch { return false; } };
+const tryAppend = (file: string, line: string): boolean => {
+  try {
+    appendFileSync(file, line, { mode: 0o600 });
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 export function createLogger(o: LogOptions): Logger {
   const streams: StreamEntry[] = [];
@@ -39,7 +46,8 @@ export function createLogger(o: LogOptions): Logger {
   const consoleLevel = o.verbose ? 'debug' : quiet && o.format !== 'json' ? 'warn' : 'info';
   streams.push({
     level: consoleLevel,
-    stream: o.format === 'json' ? pino.destination({ dest: 2, sync: true }) : { write: (line: string) => process.stderr.write(humanLine(line)) },
+    stream:
+      o.format === 'json' ? pino.destination({ dest: 2, sync: true }) : { write: (line: string) => process.stderr.write(humanLine(line)) },
   });
   return pino(
     { level: 'debug', base: { runId: o.runId, command: o.command }, timestamp: pino.stdTimeFunctions.isoTime },
@@ -70,5 +78,8 @@ export function humanLine(json: string): string {
 
 /** A run id: sortable, unique enough on one host with one run at a time. */
 export function newRunId(now = new Date()): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }

@@ -7,7 +7,7 @@ import { createActor, waitFor, type AnyActorRef, type AnyMachineSnapshot, type A
 import { UserError } from './errors.js';
 import type { Logger } from './log.js';
 import { acquireLock, type LockHolder } from './state/lock.js';
-import { SnapshotStore } from './state/store.js';
+import type { SnapshotStore } from './state/store.js';
 
 export interface MachineRun {
   machine: AnyStateMachine;
@@ -44,7 +44,8 @@ export function stateName(value: unknown): string {
 export async function runMachine(r: MachineRun): Promise<RunOutcome> {
   const lock = acquireLock(r.stateDir, r.command);
   if (!lock.acquired) return { kind: 'busy', holder: lock.holder };
-  if (lock.tookOverFrom) r.log.warn({ holder: lock.tookOverFrom }, `took over a stale lock of pid ${lock.tookOverFrom.pid}, which is no longer running`);
+  if (lock.tookOverFrom)
+    r.log.warn({ holder: lock.tookOverFrom }, `took over a stale lock of pid ${lock.tookOverFrom.pid}, which is no longer running`);
   try {
     const store = r.store;
     const saved = store.load() ?? r.fallback?.();
@@ -88,11 +89,18 @@ export async function runMachine(r: MachineRun): Promise<RunOutcome> {
     if (!r.isResting(before)) r.log.warn({ state: lastState }, `resuming an interrupted run at ${lastState}`);
     const event = r.event(before);
     if (event) actor.send(event);
-    const after = (await waitFor(actor, (s) => r.isResting(s as AnyMachineSnapshot) || stateErrors.length > 0, { timeout: Infinity })) as AnyMachineSnapshot;
+    const after = (await waitFor(actor, (s) => r.isResting(s as AnyMachineSnapshot) || stateErrors.length > 0, {
+      timeout: Infinity,
+    })) as AnyMachineSnapshot;
     actor.stop();
     if (stateErrors.length) {
       const e = stateErrors[0];
-      throw e instanceof UserError ? e : new UserError('state', `the state could not be saved: ${(e as Error).message}`, { where: store.file, hint: 'Check that the disk holding paths.state is writable and not full' });
+      throw e instanceof UserError
+        ? e
+        : new UserError('state', `the state could not be saved: ${(e as Error).message}`, {
+            where: store.file,
+            hint: 'Check that the disk holding paths.state is writable and not full',
+          });
     }
     return { kind: 'rested', before, after, moved };
   } finally {

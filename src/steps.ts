@@ -24,4 +24,3 @@ export function step<I, O>(name: string, log: Logger, body: (input: I) => Promis
     }
   });
 }
-

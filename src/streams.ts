@@ -7,7 +7,10 @@ export class Measure extends Transform {
   private readonly hash = createHash('sha256');
   private lastReport = 0;
 
-  constructor(private readonly onProgress?: (bytes: number) => void, private readonly everyBytes = 256 * 1024 * 1024) {
+  constructor(
+    private readonly onProgress?: (bytes: number) => void,
+    private readonly everyBytes = 256 * 1024 * 1024,
+  ) {
     super();
   }
 

@@ -9,8 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InputFrom, OutputFrom } from 'xstate';
 import { step } from '../steps.js';
-import { backupActors, type DumpInput, type PublishInput, type RetentionInput, type RunInput, type VerifyInput } from '../../machines/backup.js';
-import type { BackupEntry, DumpResult, SystemLayout } from '../../machines/types.js';
+import type { backupActors } from '../../machines/backup.js';
 import type { Config } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -67,10 +66,14 @@ export function backupSteps(d: BackupDeps): BackupSteps {
       const { requireTools } = await import('../../actors/tools.js');
       await requireTools(['rsync', 'xfsdump', 'xfsrestore', 'blkid', 'xfs_info']);
       const home = mountAt(paths.home);
-      if (!home || home.fsType !== 'xfs') {
-        throw new UserError('config', `paths.home (${paths.home}) is not a mounted XFS file system${home ? ` (it is ${home.fsType})` : ''}`, {
-          hint: 'xfsdump backs up XFS only: point paths.home at the XFS mount point of /home',
-        });
+      if (home?.fsType !== 'xfs') {
+        throw new UserError(
+          'config',
+          `paths.home (${paths.home}) is not a mounted XFS file system${home ? ` (it is ${home.fsType})` : ''}`,
+          {
+            hint: 'xfsdump backs up XFS only: point paths.home at the XFS mount point of /home',
+          },
+        );
       }
       await target.check();
       return { checked: ['tools', 'home', target.description] };
@@ -113,7 +116,13 @@ export function backupSteps(d: BackupDeps): BackupSteps {
       }),
 
     verifyDump: async ({ runId, dump }) =>
-      (await import('../../actors/verify.js')).verifyStream(() => target.openPending(runId), dump, target.description, dump.compression ?? 'none', d.signal),
+      (await import('../../actors/verify.js')).verifyStream(
+        () => target.openPending(runId),
+        dump,
+        target.description,
+        dump.compression ?? 'none',
+        d.signal,
+      ),
 
     publishBackup: async (input) => {
       const metadata: BackupMetadata = {
@@ -130,7 +139,10 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         layout: input.layout,
       };
       const stored = await target.commit(input.runId, metadata);
-      log.info({ id: stored.id, size: stored.size, location: stored.location }, `published backup ${stored.id} (${formatBytes(stored.size)})`);
+      log.info(
+        { id: stored.id, size: stored.size, location: stored.location },
+        `published backup ${stored.id} (${formatBytes(stored.size)})`,
+      );
       return {
         id: stored.id,
         created: stored.created,

@@ -37,7 +37,10 @@ export async function backupCommand(kind: 'tick' | 'backup', options: GlobalOpti
       return EXIT.ok;
     case 'success': {
       const e = outcome.entry;
-      log.info({ id: e.id, size: e.size, durationMs: e.durationMs }, `backup ${e.id} done: ${formatBytes(e.size ?? 0)} in ${formatMs(e.durationMs)}`);
+      log.info(
+        { id: e.id, size: e.size, durationMs: e.durationMs },
+        `backup ${e.id} done: ${formatBytes(e.size ?? 0)} in ${formatMs(e.durationMs)}`,
+      );
       return EXIT.ok;
     }
     case 'failed': {

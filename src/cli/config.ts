@@ -38,7 +38,12 @@ export async function configExampleCommand(): Promise<number> {
 }
 
 function effectiveView(c: Config) {
-  const schedule = c.schedule.kind === 'every' ? { every: formatDuration(c.schedule.ms) } : c.schedule.kind === 'daily' ? { daily: c.schedule.at } : { cron: c.schedule.expr };
+  const schedule =
+    c.schedule.kind === 'every'
+      ? { every: formatDuration(c.schedule.ms) }
+      : c.schedule.kind === 'daily'
+        ? { daily: c.schedule.at }
+        : { cron: c.schedule.expr };
   return {
     file: c.file,
     host: c.host,

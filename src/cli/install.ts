@@ -61,7 +61,8 @@ export async function installCommand(options: InstallOptions): Promise<number> {
   const cli = join(root, 'dist', 'bin', 'syn3-backup.mjs');
   const node = process.execPath;
   const warnings: string[] = [];
-  if (!existsSync(cli)) warnings.push(`${cli} does not exist yet: run "npm run build" in ${root}, or /usr/local/bin/syn3-backup will not start`);
+  if (!existsSync(cli))
+    warnings.push(`${cli} does not exist yet: run "npm run build" in ${root}, or /usr/local/bin/syn3-backup will not start`);
 
   const plan = installPlan({ packageRoot: root, scheduler, node, cli, exampleConfig: EXAMPLE_CONFIG });
   const files: ItemResult[] = [];
@@ -84,7 +85,8 @@ export async function installCommand(options: InstallOptions): Promise<number> {
   if (real) {
     const initramfs = await updateInitramfs(dryRun);
     commands.push(initramfs);
-    if (initramfs.status === 'skipped' || initramfs.status === 'failed') warnings.push(`${initramfs.command}: ${initramfs.detail ?? initramfs.status}`);
+    if (initramfs.status === 'skipped' || initramfs.status === 'failed')
+      warnings.push(`${initramfs.command}: ${initramfs.detail ?? initramfs.status}`);
   }
 
   const report: InstallReport = { prefix, dryRun, scheduler, node, cli, files, commands, warnings };
@@ -107,7 +109,9 @@ function parseScheduler(value: string | undefined): Scheduler {
 function parsePrefix(value: string | undefined): string {
   const prefix = resolve(value ?? '/');
   if (value !== undefined && !value.startsWith('/')) {
-    throw new UserError('usage', `--prefix ${value} must be an absolute path`, { hint: 'Give the root directory to install into, such as /mnt/newroot' });
+    throw new UserError('usage', `--prefix ${value} must be an absolute path`, {
+      hint: 'Give the root directory to install into, such as /mnt/newroot',
+    });
   }
   let isDir = false;
   try {
@@ -115,7 +119,8 @@ function parsePrefix(value: string | undefined): string {
   } catch {
     isDir = false;
   }
-  if (!isDir) throw new UserError('usage', `--prefix ${prefix} is not a directory`, { hint: 'Create it first, or give an existing root directory' });
+  if (!isDir)
+    throw new UserError('usage', `--prefix ${prefix} is not a directory`, { hint: 'Create it first, or give an existing root directory' });
   return prefix;
 }
 

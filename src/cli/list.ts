@@ -10,7 +10,16 @@ export async function listCommand(options: GlobalOptions & { json?: boolean; all
   const all = await target.list();
   const backups = options.allHosts ? all : all.filter((b) => b.metadata.host === config.host);
   if (options.json) {
-    printJson(backups.map((b) => ({ id: b.id, created: b.created, size: b.size, location: b.location, host: b.metadata.host, sha256: b.metadata.sha256 })));
+    printJson(
+      backups.map((b) => ({
+        id: b.id,
+        created: b.created,
+        size: b.size,
+        location: b.location,
+        host: b.metadata.host,
+        sha256: b.metadata.sha256,
+      })),
+    );
     return EXIT.ok;
   }
   if (!backups.length) {

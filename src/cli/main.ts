@@ -12,10 +12,16 @@ type Action = (globals: GlobalOptions & Record<string, unknown>) => Promise<numb
 
 function program(): Command {
   const cli = new Command('syn3-backup')
-    .description('Whole-server disaster-recovery backup: rsync of / and /boot into /home, xfsdump of /home to a target, and a restore that boots.')
+    .description(
+      'Whole-server disaster-recovery backup: rsync of / and /boot into /home, xfsdump of /home to a target, and a restore that boots.',
+    )
     .version(VERSION)
     .option('-c, --config <file>', 'configuration file (default /etc/syn3-backup/config.yaml, or $SYN3_BACKUP_CONFIG)')
-    .addOption(new Option('--log-format <format>', 'console log format: auto (readable on a terminal, quiet under cron), text, json (for journald)').choices(['auto', 'text', 'json']).default('auto'))
+    .addOption(
+      new Option('--log-format <format>', 'console log format: auto (readable on a terminal, quiet under cron), text, json (for journald)')
+        .choices(['auto', 'text', 'json'])
+        .default('auto'),
+    )
     .option('-v, --verbose', 'show debug messages on the console')
     .option('-q, --quiet', 'only warnings and errors on the console')
     .showHelpAfterError('(run with --help for usage)')
@@ -68,7 +74,9 @@ function program(): Command {
     .action(action(async () => (await import('./restore.js')).abortCommand));
   cli
     .command('install')
-    .description('install the boot hooks (initramfs hook and premount script, post.restore, first-boot unit), the hourly cron job or timer, /usr/local/bin/syn3-backup and an example configuration; safe to run again')
+    .description(
+      'install the boot hooks (initramfs hook and premount script, post.restore, first-boot unit), the hourly cron job or timer, /usr/local/bin/syn3-backup and an example configuration; safe to run again',
+    )
     .option('--prefix <dir>', 'install under this root directory instead of / (for packaging and tests; no systemctl, no update-initramfs)')
     .addOption(new Option('--scheduler <kind>', 'what runs the hourly tick').choices(['cron', 'timer', 'none']).default('cron'))
     .option('--dry-run', 'print what would change, change nothing')

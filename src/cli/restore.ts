@@ -27,7 +27,12 @@ export async function restoreCommand(options: GlobalOptions & { from?: string; c
   const backup = await chooseBackup(ctx, options.from);
   if (!options.json) process.stdout.write(plan(ctx, backup));
   await confirm(config.host, options.confirm);
-  const outcome = await runRestore(config, ctx.log, 'restore', () => ({ type: 'CONFIRM_RESTORE', now: Date.now(), restoreId: ctx.runId, backupId: backup.id }));
+  const outcome = await runRestore(config, ctx.log, 'restore', () => ({
+    type: 'CONFIRM_RESTORE',
+    now: Date.now(),
+    restoreId: ctx.runId,
+    backupId: backup.id,
+  }));
   return report(outcome, options.json);
 }
 
@@ -45,9 +50,13 @@ export async function abortCommand(options: GlobalOptions & { json?: boolean }):
   const ctx = commandContext(options, 'abort');
   const outcome = await runRestore(ctx.config, ctx.log, 'abort', () => ({ type: 'ABORT', now: Date.now() }));
   if (outcome.result === 'rested' && outcome.state === 'failed') {
-    throw new UserError('usage', `the restore cannot be aborted: it failed at ${outcome.context.current?.failedPhase}, after /home was formatted`, {
-      hint: 'Fix the cause and run "syn3-backup resume" to finish it',
-    });
+    throw new UserError(
+      'usage',
+      `the restore cannot be aborted: it failed at ${outcome.context.current?.failedPhase}, after /home was formatted`,
+      {
+        hint: 'Fix the cause and run "syn3-backup resume" to finish it',
+      },
+    );
   }
   return report(outcome, options.json);
 }
@@ -57,7 +66,10 @@ async function chooseBackup(ctx: CommandContext, from: string | undefined): Prom
   const all = await target.list();
   if (from) {
     const b = all.find((x) => x.id === from);
-    if (!b) throw new UserError('usage', `backup ${from} is not on ${target.description}`, { hint: 'Run "syn3-backup list --all-hosts" to see the backups there' });
+    if (!b)
+      throw new UserError('usage', `backup ${from} is not on ${target.description}`, {
+        hint: 'Run "syn3-backup list --all-hosts" to see the backups there',
+      });
     return b;
   }
   const mine = all.filter((b) => b.metadata.host === ctx.config.host);
@@ -87,17 +99,22 @@ function plan(ctx: CommandContext, b: StoredBackup): string {
 async function confirm(host: string, given: string | undefined): Promise<void> {
   if (given !== undefined) {
     if (given !== host) {
-      throw new UserError('usage', `--confirm ${given} does not match this host's name (${host}); nothing was touched`, { hint: `Pass --confirm ${host}` });
+      throw new UserError('usage', `--confirm ${given} does not match this host's name (${host}); nothing was touched`, {
+        hint: `Pass --confirm ${host}`,
+      });
     }
     return;
   }
   if (!process.stdin.isTTY) {
-    throw new UserError('usage', 'the restore needs a confirmation and there is no terminal to ask on; nothing was touched', { hint: `Pass --confirm ${host}` });
+    throw new UserError('usage', 'the restore needs a confirmation and there is no terminal to ask on; nothing was touched', {
+      hint: `Pass --confirm ${host}`,
+    });
   }
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   const answer = (await rl.question(`Type the host name (${host}) to confirm: `)).trim();
   rl.close();
-  if (answer !== host) throw new UserError('usage', 'the confirmation did not match; nothing was touched', { hint: `Type ${host} exactly` });
+  if (answer !== host)
+    throw new UserError('usage', 'the confirmation did not match; nothing was touched', { hint: `Type ${host} exactly` });
 }
 
 const NEXT: Record<string, string> = {
@@ -109,16 +126,23 @@ const NEXT: Record<string, string> = {
 
 function report(outcome: RestoreRunResult, json: boolean | undefined): number {
   if (outcome.result === 'busy') {
-    throw new UserError('usage', `another syn3-backup run holds the lock (pid ${outcome.holder.pid}, ${outcome.holder.command}, since ${outcome.holder.since})`, {
-      hint: 'Wait for it to finish, then run the command again',
-    });
+    throw new UserError(
+      'usage',
+      `another syn3-backup run holds the lock (pid ${outcome.holder.pid}, ${outcome.holder.command}, since ${outcome.holder.since})`,
+      {
+        hint: 'Wait for it to finish, then run the command again',
+      },
+    );
   }
   const c: RestoreContext = outcome.context;
   if (json) printJson({ state: outcome.state, restore: c.current ?? null, last: c.last ?? null });
   if (outcome.state === 'failed') {
     const cur = c.current!;
     const safe = ['preflight', 'stopServices'].includes(cur.failedPhase ?? '');
-    const again = cur.failedPhase === 'initrd' ? 'reboot (or leave the initramfs shell) to run it again, or run "syn3-backup resume --initrd"' : 'run "syn3-backup resume" to go on from this phase';
+    const again =
+      cur.failedPhase === 'initrd'
+        ? 'reboot (or leave the initramfs shell) to run it again, or run "syn3-backup resume --initrd"'
+        : 'run "syn3-backup resume" to go on from this phase';
     throw new UserError('restore', `the restore of backup ${cur.backupId} failed at ${cur.failedPhase}: ${cur.reason}`, {
       hint: safe ? `Nothing was destroyed yet: fix the cause and ${again}, or "syn3-backup abort"` : `Fix the cause and ${again}`,
       exitCode: EXIT.failed,

@@ -46,9 +46,14 @@ function entryJson(e: HistoryEntry | undefined) {
 }
 
 function humanStatus(r: { host: string; state: string; nextDue: string; target: string }, c: BackupContext): string {
-  const lines = [`host:          ${r.host}`, `state:         ${r.state}${c.run ? ` (backup ${c.run.id} since ${formatTime(c.run.startedAt)})` : ''}`];
+  const lines = [
+    `host:          ${r.host}`,
+    `state:         ${r.state}${c.run ? ` (backup ${c.run.id} since ${formatTime(c.run.startedAt)})` : ''}`,
+  ];
   const s = c.lastSuccess;
-  lines.push(`last success:  ${s ? `${s.id} at ${formatTime(s.finishedAt)}, ${formatBytes(s.size ?? 0)} in ${formatMs(s.durationMs)}` : 'never'}`);
+  lines.push(
+    `last success:  ${s ? `${s.id} at ${formatTime(s.finishedAt)}, ${formatBytes(s.size ?? 0)} in ${formatMs(s.durationMs)}` : 'never'}`,
+  );
   const f = c.lastFailure;
   if (f) lines.push(`last failure:  ${f.id} at ${formatTime(f.finishedAt)} in ${f.step}: ${f.reason}`);
   if (c.consecutiveFailures) lines.push(`failures:      ${c.consecutiveFailures} in a row; retry not before ${formatTime(c.retryAt)}`);
@@ -69,10 +74,19 @@ function restoreSummary(config: Config) {
   const c = saved.context;
   const cur = c.current;
   let summary: string;
-  if (cur && state === 'failed') summary = `backup ${cur.backupId}: FAILED at ${cur.failedPhase}: ${cur.reason} (run "syn3-backup resume" after fixing it)`;
+  if (cur && state === 'failed')
+    summary = `backup ${cur.backupId}: FAILED at ${cur.failedPhase}: ${cur.reason} (run "syn3-backup resume" after fixing it)`;
   else if (cur) summary = `backup ${cur.backupId}: ${WAITING[state] ?? `in progress (${state})`}`;
-  else if (c.last?.result === 'restored') summary = `the system was restored from backup ${c.last.backupId} at ${formatTime(c.last.finishedAt)}`;
+  else if (c.last?.result === 'restored')
+    summary = `the system was restored from backup ${c.last.backupId} at ${formatTime(c.last.finishedAt)}`;
   else if (c.last) summary = `the restore of backup ${c.last.backupId} was ${c.last.result}`;
   else return null;
-  return { state, backupId: cur?.backupId ?? c.last?.backupId ?? null, failedPhase: cur?.failedPhase ?? null, reason: cur?.reason ?? null, last: c.last ?? null, summary };
+  return {
+    state,
+    backupId: cur?.backupId ?? c.last?.backupId ?? null,
+    failedPhase: cur?.failedPhase ?? null,
+    reason: cur?.reason ?? null,
+    last: c.last ?? null,
+    summary,
+  };
 }

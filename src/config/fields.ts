@@ -2,9 +2,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 
-export const absolutePath = z
-  .string()
-  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path (starting with /)' });
+export const absolutePath = z.string().refine((p) => p.startsWith('/'), { message: 'must be an absolute path (starting with /)' });
 
 export const duration = z
   .string()

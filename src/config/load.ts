@@ -18,10 +18,14 @@ export function loadConfig(file: string = DEFAULT_CONFIG_FILE): Config {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError('config', code === 'ENOENT' ? 'the configuration file does not exist' : `cannot read the configuration file (${code})`, {
-      where: file,
-      hint: 'Create it (see "Configuration" in the README, or run "syn3-backup config example") or name another with --config FILE',
-    });
+    throw new UserError(
+      'config',
+      code === 'ENOENT' ? 'the configuration file does not exist' : `cannot read the configuration file (${code})`,
+      {
+        where: file,
+        hint: 'Create it (see "Configuration" in the README, or run "syn3-backup config example") or name another with --config FILE',
+      },
+    );
   }
   return parseConfig(text, file);
 }

@@ -14,8 +14,6 @@ import type { Schedule } from '../../machines/schedule.js';
 
 export type { Schedule };
 
-
-
 const dailyTime = z.string().refine((t) => /^([01]\d|2[0-3]):[0-5]\d$/.test(t), {
   message: 'must be a time of day as HH:MM, 24-hour clock (e.g. "02:00")',
 });
@@ -37,7 +35,6 @@ const scheduleSchema = z
   .refine((s) => [s.daily, s.every, s.cron].filter((v) => v !== undefined).length === 1, {
     message: 'needs exactly one of daily, every or cron',
   });
-
 
 const fileTargetSchema = z.strictObject({
   type: z.literal('file'),
@@ -68,16 +65,17 @@ const restoreSchema = z.strictObject({
 });
 
 export const configSchema = z.strictObject({
-  host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a host name').optional(),
+  host: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a host name')
+    .optional(),
   schedule: scheduleSchema,
   mode: z.enum(['spool', 'snapshot']).default('spool'),
   /** zstd in the stream; each backup's metadata says how it was written, and the restore undoes it. */
   compression: z.enum(['none', 'zstd']).default('none'),
   paths: pathsSchema.default(pathsSchema.parse({})),
   modules: z.strictObject({ timeout: duration.default(3_600_000) }).default({ timeout: 3_600_000 }),
-  system_sync: z
-    .strictObject({ exclude: z.array(z.string().min(1)).default([]) })
-    .default({ exclude: [] }),
+  system_sync: z.strictObject({ exclude: z.array(z.string().min(1)).default([]) }).default({ exclude: [] }),
   target: targetSchema,
   restore: restoreSchema.default(restoreSchema.parse({})),
 });
@@ -86,7 +84,6 @@ export type RawConfig = z.infer<typeof configSchema>;
 export type FileTargetConfig = z.infer<typeof fileTargetSchema>;
 export type TargetConfig = z.infer<typeof targetSchema>;
 export type RestoreConfig = z.infer<typeof restoreSchema>;
-
 
 export interface Paths {
   root: string;

@@ -39,7 +39,11 @@ export function recoverFromMarkers(config: Config, log: Logger): AnyMachineSnaps
     created: '',
     size: 0,
     sha256: '',
-    recorded: { root: { mountPoint: config.paths.root, device: '', fsType: '' }, boot: { mountPoint: config.paths.boot, device: '', fsType: '' }, home: { mountPoint: config.paths.home, device: '', fsType: '' } },
+    recorded: {
+      root: { mountPoint: config.paths.root, device: '', fsType: '' },
+      boot: { mountPoint: config.paths.boot, device: '', fsType: '' },
+      home: { mountPoint: config.paths.home, device: '', fsType: '' },
+    },
     devices: {
       root: { role: 'root', mountPoint: config.paths.root, device: '', fsType: '' },
       boot: { role: 'boot', mountPoint: config.paths.boot, device: '', fsType: '' },

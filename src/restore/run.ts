@@ -40,7 +40,12 @@ export async function runRestore(
     onState: (state) => log.info({ state }, `→ ${state}`),
   });
   if (outcome.kind === 'busy') return { result: 'busy', holder: outcome.holder };
-  return { result: 'rested', state: stateName(outcome.after.value), moved: outcome.moved, context: outcome.after.context as RestoreContext };
+  return {
+    result: 'rested',
+    state: stateName(outcome.after.value),
+    moved: outcome.moved,
+    context: outcome.after.context as RestoreContext,
+  };
 }
 
 /** The saved restore state, for commands that only look. */

@@ -1,6 +1,6 @@
 /** The real actors behind the restore machine's phases. Each can run again after a crash. */
 import type { InputFrom, OutputFrom } from 'xstate';
-import { restoreActors, type PhaseInput, type RestorePhase } from '../../machines/restore.js';
+import type { restoreActors, PhaseInput, RestorePhase } from '../../machines/restore.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { step } from '../steps.js';
@@ -36,15 +36,21 @@ export function restoreSteps(d: RestoreDeps): RestoreSteps {
   return {
     checkBackupReadable: async ({ backupId }) => (await import('../../actors/restore-preflight.js')).planRestore(config, target, backupId),
     stopServices: async () =>
-      (await import('../../actors/services.js')).stopServicesUsing({ home: config.paths.home, timeoutMs: config.restore.stop_timeout, log: say }),
+      (await import('../../actors/services.js')).stopServicesUsing({
+        home: config.paths.home,
+        timeoutMs: config.restore.stop_timeout,
+        log: say,
+      }),
     formatHome: async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).formatHome(config, plan, say),
     restoreHome: async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).refillHome(config, target, plan, say),
     writeMarkers: async ({ plan }: PhaseInput) => (await import('../../actors/markers.js')).writeMarkers(config, plan, say),
     restoreSystem: async ({ plan }: PhaseInput) => (await import('../../actors/system-restore.js')).restoreSystem(config, plan, say),
     reinstallGrub: async ({ plan }: PhaseInput) => (await import('../../actors/grub.js')).reinstallGrub(config, plan, say),
-    runModuleRestores: async ({ backupId }: PhaseInput) => (await import('../../actors/module-restores.js')).runModuleRestores(config, backupId, say),
+    runModuleRestores: async ({ backupId }: PhaseInput) =>
+      (await import('../../actors/module-restores.js')).runModuleRestores(config, backupId, say),
     settleDrbd: async () => (await import('../../actors/drbd.js')).settleDrbd(config, say),
-    finishRestore: async ({ backupId }: PhaseInput) => (await import('../../actors/finish-restore.js')).finishRestore(config, say, backupId),
+    finishRestore: async ({ backupId }: PhaseInput) =>
+      (await import('../../actors/finish-restore.js')).finishRestore(config, say, backupId),
   };
 }
 

@@ -30,7 +30,11 @@ export class SnapshotStore {
    * The restore keeps a mirror on /home: the initrd formats /, and its copy
    * must survive. Loading takes the newest readable copy.
    */
-  constructor(stateDir: string, private readonly machine: string, mirrors: Mirror[] = []) {
+  constructor(
+    stateDir: string,
+    private readonly machine: string,
+    mirrors: Mirror[] = [],
+  ) {
     this.file = join(stateDir, `${machine}-state.json`);
     this.mirrors = mirrors.map((m) => ({ file: join(m.dir, `${machine}-state.json`), usable: m.usable }));
   }

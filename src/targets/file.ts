@@ -224,4 +224,3 @@ async function readMetadata(file: string): Promise<BackupMetadata | undefined> {
     return undefined;
   }
 }
-

@@ -5,12 +5,13 @@
 import { z } from 'zod';
 import { absolutePath, duration, retentionSchema } from '../config/fields.js';
 
-
-
 /** Same as the file target's: how many backups of this host to keep. */
 
 /** Nothing that could end an FTP command line or smuggle a second one in. */
-const ftpText = z.string().min(1).refine((s) => !/[\r\n\0]/.test(s), { message: 'must not contain line breaks or NUL' });
+const ftpText = z
+  .string()
+  .min(1)
+  .refine((s) => !/[\r\n\0]/.test(s), { message: 'must not contain line breaks or NUL' });
 
 export const ftpTargetSchema = z
   .strictObject({

@@ -82,10 +82,14 @@ export async function readPasswordFile(file: string): Promise<string> {
     });
   }
   if (mode & 0o077) {
-    throw new UserError('config', `the FTP password file is open to ${mode & 0o007 ? 'other users' : 'its group'} (mode ${mode.toString(8).padStart(4, '0')})`, {
-      where: file,
-      hint: `Make it readable by root only: chmod 600 ${file}`,
-    });
+    throw new UserError(
+      'config',
+      `the FTP password file is open to ${mode & 0o007 ? 'other users' : 'its group'} (mode ${mode.toString(8).padStart(4, '0')})`,
+      {
+        where: file,
+        hint: `Make it readable by root only: chmod 600 ${file}`,
+      },
+    );
   }
   const password = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
   if (!password || /[\r\n\0]/.test(password)) {
@@ -266,7 +270,11 @@ export class FtpTarget implements Target {
       return client;
     } catch (e) {
       client.close();
-      throw this.failure(late ? new Error(`no answer within ${timeout * 2} ms`) : e, phase, phase === 'directory' ? this.url() : this.server());
+      throw this.failure(
+        late ? new Error(`no answer within ${timeout * 2} ms`) : e,
+        phase,
+        phase === 'directory' ? this.url() : this.server(),
+      );
     } finally {
       clearTimeout(deadline);
     }
@@ -529,11 +537,15 @@ export class FtpTarget implements Target {
 
   private full(e: unknown, where: string, after: string): UserError {
     const said = this.redact(e instanceof Error ? e.message : String(e));
-    return new UserError('target', `the FTP server is full: it stopped taking the backup${after} (${said}); the partial upload was removed`, {
-      where,
-      hint: `Free space on the FTP server (or raise the quota of ${this.config.user}) or lower target.retention.keep; the earlier backups were kept`,
-      cause: e,
-    });
+    return new UserError(
+      'target',
+      `the FTP server is full: it stopped taking the backup${after} (${said}); the partial upload was removed`,
+      {
+        where,
+        hint: `Free space on the FTP server (or raise the quota of ${this.config.user}) or lower target.retention.keep; the earlier backups were kept`,
+        cause: e,
+      },
+    );
   }
 
   private lost(e: unknown, phase: Phase, where: string, after: string): UserError {

@@ -5,8 +5,6 @@
 import { z } from 'zod';
 import { absolutePath, retentionSchema } from '../config/fields.js';
 
-
-
 export const S3_DEFAULT_CREDENTIALS_FILE = '/etc/syn3-backup/s3.cred';
 
 export const s3TargetSchema = z.strictObject({
@@ -23,16 +21,31 @@ export const s3TargetSchema = z.strictObject({
   /** Keys go under this prefix, e.g. "host1/"; empty for the bucket's root. */
   prefix: z
     .string()
-    .refine((p) => p === '' || (p.endsWith('/') && !p.startsWith('/') && !p.split('/').slice(0, -1).some((s) => s === '' || s === '.' || s === '..')), {
-      message: 'must be empty or like "host1/" (ending in /, no leading /, no empty, "." or ".." parts)',
-    })
+    .refine(
+      (p) =>
+        p === '' ||
+        (p.endsWith('/') &&
+          !p.startsWith('/') &&
+          !p
+            .split('/')
+            .slice(0, -1)
+            .some((s) => s === '' || s === '.' || s === '..')),
+      {
+        message: 'must be empty or like "host1/" (ending in /, no leading /, no empty, "." or ".." parts)',
+      },
+    )
     .default(''),
   /** https://host/bucket/key rather than https://bucket.host/key: what Ceph and MinIO need. */
   force_path_style: z.boolean().default(true),
   /** access_key_id = ... and secret_access_key = ... lines; mode 0600. */
   credentials_file: absolutePath.default(S3_DEFAULT_CREDENTIALS_FILE),
   /** Multipart part size in MiB: a backup can be up to 10,000 parts. */
-  part_size: z.number().int().min(5, 'must be at least 5 (MiB), the S3 minimum').max(5120, 'must be at most 5120 (MiB), the S3 maximum').default(64),
+  part_size: z
+    .number()
+    .int()
+    .min(5, 'must be at least 5 (MiB), the S3 minimum')
+    .max(5120, 'must be at most 5120 (MiB), the S3 maximum')
+    .default(64),
   /** Parts uploaded at once; memory use is about part_size x (queue_size + 1). */
   queue_size: z.number().int().min(1).max(16).default(4),
   retention: retentionSchema.default({ keep: 7 }),

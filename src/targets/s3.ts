@@ -57,7 +57,9 @@ export class S3Target implements Target {
   }
 
   async check(): Promise<void> {
-    await this.send('check', this.where, (c) => c.send(new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: this.config.prefix, MaxKeys: 1 })));
+    await this.send('check', this.where, (c) =>
+      c.send(new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: this.config.prefix, MaxKeys: 1 })),
+    );
   }
 
   async write(id: string, source: Readable): Promise<void> {
@@ -91,11 +93,15 @@ export class S3Target implements Target {
       source.destroy();
       if (sourceError !== undefined && (sourceError === e || !isAbortError(sourceError))) throw sourceError;
       if (e instanceof Error && /Exceeded \d+ parts/.test(e.message)) {
-        throw new UserError('target', `the backup is larger than 10,000 parts of ${this.config.part_size} MiB, the S3 limit; the partial backup was discarded`, {
-          where: this.url(key),
-          hint: 'Raise target.part_size (MiB) so that 10,000 parts hold the whole dump; the earlier backups were kept',
-          cause: e,
-        });
+        throw new UserError(
+          'target',
+          `the backup is larger than 10,000 parts of ${this.config.part_size} MiB, the S3 limit; the partial backup was discarded`,
+          {
+            where: this.url(key),
+            hint: 'Raise target.part_size (MiB) so that 10,000 parts hold the whole dump; the earlier backups were kept',
+            cause: e,
+          },
+        );
       }
       throw await this.failure(e, 'write', this.url(key));
     }
@@ -124,10 +130,14 @@ export class S3Target implements Target {
       throw e;
     });
     if (!dump || dump.ContentLength !== metadata.size) {
-      throw new UserError('target', `the uploaded backup is ${dump ? `${dump.ContentLength ?? '?'} bytes, not ${metadata.size}` : 'not on the target'}, so it was not committed`, {
-        where: this.url(this.dumpKey(id)),
-        hint: 'Run the backup again; the earlier backups were kept',
-      });
+      throw new UserError(
+        'target',
+        `the uploaded backup is ${dump ? `${dump.ContentLength ?? '?'} bytes, not ${metadata.size}` : 'not on the target'}, so it was not committed`,
+        {
+          where: this.url(this.dumpKey(id)),
+          hint: 'Run the backup again; the earlier backups were kept',
+        },
+      );
     }
     await this.send('commit', this.url(key), (c) =>
       c.send(
@@ -169,7 +179,9 @@ export class S3Target implements Target {
     const { dumps, manifests } = await this.scan('clean');
     for (const id of dumps) {
       if (id === keep || manifests.has(id)) continue;
-      await this.send('clean', this.url(this.dumpKey(id)), (c) => c.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: this.dumpKey(id) })));
+      await this.send('clean', this.url(this.dumpKey(id)), (c) =>
+        c.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: this.dumpKey(id) })),
+      );
       removed.add(id);
     }
     // Uploads a crash or a dropped connection left unfinished: their parts take space until aborted.
@@ -256,7 +268,9 @@ export class S3Target implements Target {
     const key = this.manifestKey(id);
     let text: string;
     try {
-      const got = await this.send(action, where ?? this.url(key), (c) => c.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: key })));
+      const got = await this.send(action, where ?? this.url(key), (c) =>
+        c.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: key })),
+      );
       text = (await got.Body?.transformToString('utf8')) ?? '';
     } catch (e) {
       if (e instanceof UserError && notFound(e.cause) && !bucketMissing(e.cause)) return undefined;
@@ -416,10 +430,14 @@ export async function readS3Credentials(file: string): Promise<S3Credentials> {
     });
   }
   if ((info.mode & 0o077) !== 0) {
-    throw new UserError('config', `the S3 credentials file is open to group or others (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')})`, {
-      where: file,
-      hint: `Run "chmod 600 ${file}" (the secret key must be readable by root only), and consider replacing the keys`,
-    });
+    throw new UserError(
+      'config',
+      `the S3 credentials file is open to group or others (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')})`,
+      {
+        where: file,
+        hint: `Run "chmod 600 ${file}" (the secret key must be readable by root only), and consider replacing the keys`,
+      },
+    );
   }
   const values = new Map<string, string>();
   for (const raw of (await readFile(file, 'utf8')).split('\n')) {
@@ -458,7 +476,12 @@ function bucketMissing(e: unknown): boolean {
 
 function notFound(e: unknown): boolean {
   const code = errorCode(e);
-  return code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchUpload' || (e instanceof S3ServiceException && e.$metadata.httpStatusCode === 404);
+  return (
+    code === 'NoSuchKey' ||
+    code === 'NotFound' ||
+    code === 'NoSuchUpload' ||
+    (e instanceof S3ServiceException && e.$metadata.httpStatusCode === 404)
+  );
 }
 
 const NETWORK_CODES = [

@@ -7,11 +7,9 @@ import { z } from 'zod';
 import { absolutePath, retentionSchema } from '../config/fields.js';
 
 /** //server/share: a host name or IPv4 address, and one share name (no subfolders: those go in directory). */
-const share = z
-  .string()
-  .regex(/^\/\/[A-Za-z0-9._-]+\/[^/\\:*?"<>|;\s][^/\\:*?"<>|;]*$/, {
-    message: 'must be //server/share (a subfolder goes in target.directory)',
-  });
+const share = z.string().regex(/^\/\/[A-Za-z0-9._-]+\/[^/\\:*?"<>|;\s][^/\\:*?"<>|;]*$/, {
+  message: 'must be //server/share (a subfolder goes in target.directory)',
+});
 
 /** backups/host: a folder inside the share, without leading slash, "." or ".." parts. */
 const directory = z

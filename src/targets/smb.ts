@@ -67,7 +67,11 @@ export async function readSmbCredentials(file: string): Promise<SmbCredentials> 
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new UserError('config', 'the SMB credentials file cannot be read', { where: file, hint: 'Check that it is readable by root', cause: e });
+    throw new UserError('config', 'the SMB credentials file cannot be read', {
+      where: file,
+      hint: 'Check that it is readable by root',
+      cause: e,
+    });
   }
   const values = new Map<string, string>();
   for (const line of text.split(/\r?\n/)) {
@@ -81,9 +85,20 @@ export async function readSmbCredentials(file: string): Promise<SmbCredentials> 
   return { file, secrets: password ? [password, password.trim()].filter(Boolean) : [] };
 }
 
-type Failure = 'credentials' | 'share' | 'share-access' | 'unreachable' | 'directory' | 'full' | 'dropped' | 'denied' | 'not-found' | 'other';
+type Failure =
+  | 'credentials'
+  | 'share'
+  | 'share-access'
+  | 'unreachable'
+  | 'directory'
+  | 'full'
+  | 'dropped'
+  | 'denied'
+  | 'not-found'
+  | 'other';
 
-const LOGIN_REFUSED = 'LOGON_FAILURE|WRONG_PASSWORD|NO_SUCH_USER|ACCOUNT_(?:DISABLED|LOCKED_OUT|EXPIRED|RESTRICTION)|PASSWORD_(?:EXPIRED|MUST_CHANGE)|INVALID_LOGON_HOURS|INVALID_WORKSTATION';
+const LOGIN_REFUSED =
+  'LOGON_FAILURE|WRONG_PASSWORD|NO_SUCH_USER|ACCOUNT_(?:DISABLED|LOCKED_OUT|EXPIRED|RESTRICTION)|PASSWORD_(?:EXPIRED|MUST_CHANGE)|INVALID_LOGON_HOURS|INVALID_WORKSTATION';
 const NOT_FOUND = 'OBJECT_NAME_NOT_FOUND|OBJECT_PATH_NOT_FOUND|NO_SUCH_FILE';
 
 /** In order: the first rule that matches says what went wrong; its group is the status to show. */
@@ -97,7 +112,10 @@ const RULES: [Failure, RegExp][] = [
   ['unreachable', /(NT_STATUS_(?:CONNECTION_REFUSED|HOST_UNREACHABLE|NETWORK_UNREACHABLE|BAD_NETWORK_PATH|INVALID_ADDRESS))/],
   ['directory', new RegExp(`^cd .*: (NT_STATUS_(?:${NOT_FOUND}|NOT_A_DIRECTORY))`, 'm')],
   ['full', /(NT_STATUS_(?:DISK_FULL|QUOTA_EXCEEDED))/],
-  ['dropped', /(NT_STATUS_(?:CONNECTION_(?:DISCONNECTED|RESET|ABORTED)|END_OF_FILE|INVALID_NETWORK_RESPONSE|PIPE_BROKEN|IO_TIMEOUT|NETWORK_NAME_DELETED|USER_SESSION_DELETED|NETWORK_SESSION_EXPIRED))/],
+  [
+    'dropped',
+    /(NT_STATUS_(?:CONNECTION_(?:DISCONNECTED|RESET|ABORTED)|END_OF_FILE|INVALID_NETWORK_RESPONSE|PIPE_BROKEN|IO_TIMEOUT|NETWORK_NAME_DELETED|USER_SESSION_DELETED|NETWORK_SESSION_EXPIRED))/,
+  ],
   ['denied', /(NT_STATUS_(?:ACCESS_DENIED|NETWORK_ACCESS_DENIED|MEDIA_WRITE_PROTECTED|CANNOT_DELETE|SHARING_VIOLATION))/],
   ['not-found', new RegExp(`(NT_STATUS_(?:${NOT_FOUND}))`)],
 ];
@@ -147,7 +165,9 @@ interface Failed {
 function failedFrom(e: unknown, stdout = ''): Failed {
   const cause = (e as { cause?: unknown }).cause ?? e;
   const c = (cause ?? {}) as { stdout?: unknown; stderr?: unknown; signal?: unknown };
-  const said = [stdout, typeof c.stdout === 'string' ? c.stdout : '', typeof c.stderr === 'string' ? c.stderr : ''].filter(Boolean).join('\n');
+  const said = [stdout, typeof c.stdout === 'string' ? c.stdout : '', typeof c.stderr === 'string' ? c.stderr : '']
+    .filter(Boolean)
+    .join('\n');
   return { said, signal: typeof c.signal === 'string' ? c.signal : undefined, cause: e };
 }
 
@@ -213,7 +233,8 @@ export class SmbTarget implements Target {
     if (renameFailed) {
       const { failure } = classifySmbFailure(renameFailed);
       const collision = renameFailed.startsWith('NT_STATUS_OBJECT_NAME_COLLISION');
-      if (failure !== 'not-found' && !collision) throw this.error({ ...first, said: renameFailed }, 'commit', `${this.where}/${finalDump(id)}`);
+      if (failure !== 'not-found' && !collision)
+        throw this.error({ ...first, said: renameFailed }, 'commit', `${this.where}/${finalDump(id)}`);
       const already = await this.readMetadata(id);
       if (already && already.sha256 !== metadata.sha256) {
         throw new UserError('target', `a different backup with id ${id} is already on the target`, {
@@ -402,7 +423,11 @@ export class SmbTarget implements Target {
    * command ran then); otherwise the caller reads what the commands said,
    * and `ok` is the status of the last one.
    */
-  private async session(commands: string, action: Action, options: { input?: string } = {}): Promise<Failed & { ok: boolean; stdout: string }> {
+  private async session(
+    commands: string,
+    action: Action,
+    options: { input?: string } = {},
+  ): Promise<Failed & { ok: boolean; stdout: string }> {
     const creds = await readSmbCredentials(this.config.credentials_file);
     try {
       const r = await run('smbclient', this.args(creds, commands), {
@@ -453,30 +478,62 @@ export class SmbTarget implements Target {
     const make = (message: string, at: string, hint: string) => new UserError('target', message, { where: at, hint, cause });
     switch (what) {
       case 'credentials':
-        return make(`the SMB server refused the login${code}`, this.config.share, `Check the username, password and domain lines in ${creds}${kept}`);
+        return make(
+          `the SMB server refused the login${code}`,
+          this.config.share,
+          `Check the username, password and domain lines in ${creds}${kept}`,
+        );
       case 'share':
-        return make(`the share does not exist on the server${code}`, this.config.share, `Create the share on the server or correct target.share (smbclient -L //${this.host} -A ${creds} lists the shares)${kept}`);
+        return make(
+          `the share does not exist on the server${code}`,
+          this.config.share,
+          `Create the share on the server or correct target.share (smbclient -L //${this.host} -A ${creds} lists the shares)${kept}`,
+        );
       case 'share-access':
-        return make(`the SMB server does not let this user use the share${code}`, this.config.share, `Allow the user named in ${creds} on the share (valid users), or use another account${kept}`);
+        return make(
+          `the SMB server does not let this user use the share${code}`,
+          this.config.share,
+          `Allow the user named in ${creds} on the share (valid users), or use another account${kept}`,
+        );
       case 'unreachable':
-        return make(`cannot reach the SMB server${code}`, `${this.host} port ${this.config.port}`, `Check that the server is running and reachable from this host, and that target.share and target.port are right${kept}`);
+        return make(
+          `cannot reach the SMB server${code}`,
+          `${this.host} port ${this.config.port}`,
+          `Check that the server is running and reachable from this host, and that target.share and target.port are right${kept}`,
+        );
       case 'directory':
-        return make(`the directory does not exist on the share${code}`, this.where, `Create it on the share, or correct target.directory${kept}`);
+        return make(
+          `the directory does not exist on the share${code}`,
+          this.where,
+          `Create it on the share, or correct target.directory${kept}`,
+        );
       case 'full':
         return make(`the share is full${discarded}${code}`, where, `Free space on the share or lower target.retention.keep${kept}`);
       case 'dropped':
         return make(
           `the connection to the SMB server was lost during the ${action === 'read' ? 'read' : 'transfer'}${discarded}${code}`,
           where,
-          action === 'read' ? 'Check the server and the network, then try again' : `Check the server and the network, then run again${kept}`,
+          action === 'read'
+            ? 'Check the server and the network, then try again'
+            : `Check the server and the network, then run again${kept}`,
         );
       case 'denied':
         return make(`the share refused access${code}`, where, `Give the user named in ${creds} write access to ${this.where}${kept}`);
       case 'not-found':
         return make(`the backup file is not on the share${code}`, where, '"syn3-backup list" shows the backups that are there');
       case 'other': {
-        const last = said.replace(HARMLESS, '').split('\n').map((l) => l.trim()).filter(Boolean).slice(-3).join(' / ');
-        return make(`smbclient failed${last ? `: ${last}` : code}`, where, `Check the share with: smbclient ${this.config.share} -p ${this.config.port} -A ${creds}${kept}`);
+        const last = said
+          .replace(HARMLESS, '')
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
+          .slice(-3)
+          .join(' / ');
+        return make(
+          `smbclient failed${last ? `: ${last}` : code}`,
+          where,
+          `Check the share with: smbclient ${this.config.share} -p ${this.config.port} -A ${creds}${kept}`,
+        );
       }
     }
   }

@@ -491,7 +491,11 @@ export class TapeTarget implements Target {
   // ---- the tape's pieces ----
 
   /** The record in tape file `file`, or in the tape file the tape is at (`here`, the file after the one just read). */
-  private async readRecord(drive: TapeDrive, file: number, here = false): Promise<TapeRecord | 'absent' | 'foreign' | { unreadable: string }> {
+  private async readRecord(
+    drive: TapeDrive,
+    file: number,
+    here = false,
+  ): Promise<TapeRecord | 'absent' | 'foreign' | { unreadable: string }> {
     const chunks: Buffer[] = [];
     let total = 0;
     try {
@@ -745,10 +749,14 @@ export class TapeTarget implements Target {
     const erase = `erase it first (mt -f ${device} rewind; mt -f ${device} weof)`;
     if (contents.kind === 'committed') {
       const m = contents.commit.metadata;
-      throw new UserError('target', `the loaded tape holds backup ${m.id} of ${m.host} (made ${m.created}), and target.overwrite is false: writing would destroy it before a new backup is verified`, {
-        where: device,
-        hint: `Load another tape (rotate tapes, so the last good backup stays on the shelf); to reuse this tape, ${erase} or set target.overwrite: true (then a failed run leaves no good backup on it)`,
-      });
+      throw new UserError(
+        'target',
+        `the loaded tape holds backup ${m.id} of ${m.host} (made ${m.created}), and target.overwrite is false: writing would destroy it before a new backup is verified`,
+        {
+          where: device,
+          hint: `Load another tape (rotate tapes, so the last good backup stays on the shelf); to reuse this tape, ${erase} or set target.overwrite: true (then a failed run leaves no good backup on it)`,
+        },
+      );
     }
     if (contents.kind === 'foreign') {
       throw new UserError('target', 'the loaded tape holds data that syn3-backup did not write, and target.overwrite is false', {
@@ -811,11 +819,15 @@ export class TapeTarget implements Target {
     const cause = e.failure;
     switch (e.code) {
       case 'ENOSPC':
-        return new UserError('target', `the tape is full: the dump did not fit on it (${formatBytes(written)} written); what is on the tape is not a backup`, {
-          where: device,
-          hint: 'Use a tape with more capacity (a dump must fit on one tape); the backups on your other tapes are untouched, and the next run may reuse this tape',
-          cause,
-        });
+        return new UserError(
+          'target',
+          `the tape is full: the dump did not fit on it (${formatBytes(written)} written); what is on the tape is not a backup`,
+          {
+            where: device,
+            hint: 'Use a tape with more capacity (a dump must fit on one tape); the backups on your other tapes are untouched, and the next run may reuse this tape',
+            cause,
+          },
+        );
       case 'EROFS':
       case 'EACCES':
         return this.writeProtected();

@@ -20,7 +20,16 @@ import type { CrashPoint } from '../support/crash-harness.js';
 const REPO = resolve(import.meta.dirname, '../..');
 const CLI = join(REPO, 'dist/bin/syn3-backup.mjs');
 const HARNESS = join(REPO, 'dist/test/support/crash-harness.js');
-const STEPS = ['checkReady', 'syncSystem', 'recordLayout', 'runSpoolModules', 'dumpHome', 'verifyDump', 'publishBackup', 'applyRetention'] as const;
+const STEPS = [
+  'checkReady',
+  'syncSystem',
+  'recordLayout',
+  'runSpoolModules',
+  'dumpHome',
+  'verifyDump',
+  'publishBackup',
+  'applyRetention',
+] as const;
 
 interface Listed {
   id: string;

@@ -140,143 +140,195 @@ async function pathWithout(...missing: string[]): Promise<string> {
 afterAll(destroyAll);
 
 describe('bad configuration', () => {
-  it('rejects malformed YAML naming the file and line, exit 3', async () => {
-    const { sandbox, good } = await fixture();
-    const text = sandboxConfigText(sandbox, good).replace(/^ {2}boot: .*$/m, '  boot: /mnt/boot: the old disk');
-    const file = await configFile(text);
-    const r = await runCli(file, ['tick']);
-    expectCleanError(r, EXIT.config, `${file}:${lineOf(text, 'boot:')}:`, /malformed/, /quot/);
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
+  it(
+    'rejects malformed YAML naming the file and line, exit 3',
+    async () => {
+      const { sandbox, good } = await fixture();
+      const text = sandboxConfigText(sandbox, good).replace(/^ {2}boot: .*$/m, '  boot: /mnt/boot: the old disk');
+      const file = await configFile(text);
+      const r = await runCli(file, ['tick']);
+      expectCleanError(r, EXIT.config, `${file}:${lineOf(text, 'boot:')}:`, /malformed/, /quot/);
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
 
-  it('rejects a misspelt top-level key, suggesting the right one ("targett" → "target"), exit 3', async () => {
-    const { sandbox, good } = await fixture();
-    const text = sandboxConfigText(sandbox, good).replace(/^target:/m, 'targett:');
-    const file = await configFile(text);
-    const r = await runCli(file, ['tick']);
-    expectCleanError(r, EXIT.config, `${file}:${lineOf(text, 'targett:')}:`, '"targett"', 'Did you mean "target"?');
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
+  it(
+    'rejects a misspelt top-level key, suggesting the right one ("targett" → "target"), exit 3',
+    async () => {
+      const { sandbox, good } = await fixture();
+      const text = sandboxConfigText(sandbox, good).replace(/^target:/m, 'targett:');
+      const file = await configFile(text);
+      const r = await runCli(file, ['tick']);
+      expectCleanError(r, EXIT.config, `${file}:${lineOf(text, 'targett:')}:`, '"targett"', 'Did you mean "target"?');
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
 
-  it('rejects a misspelt nested key, suggesting the right one ("require_mnt" → "require_mount"), exit 3', async () => {
-    const { sandbox, good } = await fixture();
-    const text = sandboxConfigText(sandbox, good).replace('require_mount:', 'require_mnt:');
-    const file = await configFile(text);
-    const r = await runCli(file, ['tick']);
-    expectCleanError(r, EXIT.config, `${file}:${lineOf(text, 'require_mnt:')}:`, '"require_mnt"', 'Did you mean "require_mount"?');
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
+  it(
+    'rejects a misspelt nested key, suggesting the right one ("require_mnt" → "require_mount"), exit 3',
+    async () => {
+      const { sandbox, good } = await fixture();
+      const text = sandboxConfigText(sandbox, good).replace('require_mount:', 'require_mnt:');
+      const file = await configFile(text);
+      const r = await runCli(file, ['tick']);
+      expectCleanError(r, EXIT.config, `${file}:${lineOf(text, 'require_mnt:')}:`, '"require_mnt"', 'Did you mean "require_mount"?');
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
 });
 
 describe('bad target', () => {
-  it('refuses a target directory that does not exist, naming it, exit 5', async () => {
-    const { sandbox } = await fixture();
-    const missing = join(sandbox.dir, 'no-such-disk', 'backups');
-    const r = await runCli(await variant({ target: missing, requireMount: false }), ['backup']);
-    expectCleanError(r, EXIT.target, missing, /does not exist/, /mkdir -p/);
-    await expect(access(missing)).rejects.toThrow(/ENOENT/);
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
-
-  it('refuses to write when require_mount is true and nothing is mounted at the target path, exit 5', async () => {
-    const { sandbox } = await fixture();
-    const unmounted = join(sandbox.dir, 'usb-disk-not-plugged-in');
-    await mkdir(unmounted);
-    const r = await runCli(await variant({ target: unmounted, requireMount: true }), ['backup']);
-    expectCleanError(r, EXIT.target, unmounted, /not a mount point/, /require_mount/);
-    expect(await readdir(unmounted)).toEqual([]);
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
-
-  it('says the target is full when the dump does not fit, removes the partial dump and keeps the earlier backup, exit 5', async () => {
-    const { sandbox, goodConfig, target } = await fixture();
-    const fill = join(sandbox.home.mountPoint, 'incompressible.bin');
-    try {
-      await execa('dd', ['if=/dev/urandom', `of=${fill}`, 'bs=4M', `count=${400 / 4}`, 'status=none']);
-      const r = await runCli(goodConfig, ['backup']);
-      expectCleanError(r, EXIT.target, /target is full/, target.mountPoint);
-      expect(await incomingLeftovers(target.mountPoint)).toEqual([]);
+  it(
+    'refuses a target directory that does not exist, naming it, exit 5',
+    async () => {
+      const { sandbox } = await fixture();
+      const missing = join(sandbox.dir, 'no-such-disk', 'backups');
+      const r = await runCli(await variant({ target: missing, requireMount: false }), ['backup']);
+      expectCleanError(r, EXIT.target, missing, /does not exist/, /mkdir -p/);
+      await expect(access(missing)).rejects.toThrow(/ENOENT/);
       await expectEarlierBackupKept();
-      expect((await listBackups(goodConfig)).every((b) => b.size < 300 * MiB)).toBe(true);
-    } finally {
-      await rm(fill, { force: true });
-    }
-  }, TIMEOUT);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'refuses to write when require_mount is true and nothing is mounted at the target path, exit 5',
+    async () => {
+      const { sandbox } = await fixture();
+      const unmounted = join(sandbox.dir, 'usb-disk-not-plugged-in');
+      await mkdir(unmounted);
+      const r = await runCli(await variant({ target: unmounted, requireMount: true }), ['backup']);
+      expectCleanError(r, EXIT.target, unmounted, /not a mount point/, /require_mount/);
+      expect(await readdir(unmounted)).toEqual([]);
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'says the target is full when the dump does not fit, removes the partial dump and keeps the earlier backup, exit 5',
+    async () => {
+      const { sandbox, goodConfig, target } = await fixture();
+      const fill = join(sandbox.home.mountPoint, 'incompressible.bin');
+      try {
+        await execa('dd', ['if=/dev/urandom', `of=${fill}`, 'bs=4M', `count=${400 / 4}`, 'status=none']);
+        const r = await runCli(goodConfig, ['backup']);
+        expectCleanError(r, EXIT.target, /target is full/, target.mountPoint);
+        expect(await incomingLeftovers(target.mountPoint)).toEqual([]);
+        await expectEarlierBackupKept();
+        expect((await listBackups(goodConfig)).every((b) => b.size < 300 * MiB)).toBe(true);
+      } finally {
+        await rm(fill, { force: true });
+      }
+    },
+    TIMEOUT,
+  );
 });
 
 describe('bad environment', () => {
-  it('names xfsdump and how to install it when it is not on PATH, exit 6', async () => {
-    const { goodConfig } = await fixture();
-    const r = await runCli(goodConfig, ['backup'], { path: await pathWithout('xfsdump') });
-    expectCleanError(r, EXIT.tool, "'xfsdump'", /not found/, 'apt-get install xfsdump');
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
+  it(
+    'names xfsdump and how to install it when it is not on PATH, exit 6',
+    async () => {
+      const { goodConfig } = await fixture();
+      const r = await runCli(goodConfig, ['backup'], { path: await pathWithout('xfsdump') });
+      expectCleanError(r, EXIT.tool, "'xfsdump'", /not found/, 'apt-get install xfsdump');
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
 
-  it('names a failing module and what it said, exit 3', async () => {
-    const modules = await moduleDir('10-db.backup', '#!/bin/sh\necho "database is down" >&2\nexit 1\n', 0o755);
-    const r = await runCli(await variant({ modules }), ['backup']);
-    expectCleanError(r, EXIT.config, join(modules, '10-db.backup'), /database is down/);
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
+  it(
+    'names a failing module and what it said, exit 3',
+    async () => {
+      const modules = await moduleDir('10-db.backup', '#!/bin/sh\necho "database is down" >&2\nexit 1\n', 0o755);
+      const r = await runCli(await variant({ modules }), ['backup']);
+      expectCleanError(r, EXIT.config, join(modules, '10-db.backup'), /database is down/);
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
 
-  it('refuses to run a world-writable module, saying chmod go-w, exit 3', async () => {
-    const { sandbox } = await fixture();
-    const marker = join(sandbox.dir, 'world-writable-module-ran');
-    const modules = await moduleDir('20-open.backup', `#!/bin/sh\ntouch ${marker}\n`, 0o777);
-    const r = await runCli(await variant({ modules }), ['backup']);
-    expectCleanError(r, EXIT.config, join(modules, '20-open.backup'), `chmod go-w ${join(modules, '20-open.backup')}`);
-    await expect(access(marker)).rejects.toThrow(/ENOENT/);
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
+  it(
+    'refuses to run a world-writable module, saying chmod go-w, exit 3',
+    async () => {
+      const { sandbox } = await fixture();
+      const marker = join(sandbox.dir, 'world-writable-module-ran');
+      const modules = await moduleDir('20-open.backup', `#!/bin/sh\ntouch ${marker}\n`, 0o777);
+      const r = await runCli(await variant({ modules }), ['backup']);
+      expectCleanError(r, EXIT.config, join(modules, '20-open.backup'), `chmod go-w ${join(modules, '20-open.backup')}`);
+      await expect(access(marker)).rejects.toThrow(/ENOENT/);
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
 
-  it('names a corrupt state file and says to move it aside, leaving it untouched, exit 4', async () => {
-    const { sandbox } = await fixture();
-    const state = join(sandbox.dir, 'state-corrupt');
-    await mkdir(state);
-    const file = join(state, 'backup-state.json');
-    const garbage = '{"schemaVersion": 1, "machine": "backup", "snaps\u0000\u0000';
-    await writeFile(file, garbage);
-    const r = await runCli(await variant({ state }), ['tick']);
-    expectCleanError(r, EXIT.state, file, /[Mm]ove it aside/);
-    expect(await readFile(file, 'utf8')).toBe(garbage);
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
+  it(
+    'names a corrupt state file and says to move it aside, leaving it untouched, exit 4',
+    async () => {
+      const { sandbox } = await fixture();
+      const state = join(sandbox.dir, 'state-corrupt');
+      await mkdir(state);
+      const file = join(state, 'backup-state.json');
+      const garbage = '{"schemaVersion": 1, "machine": "backup", "snaps\u0000\u0000';
+      await writeFile(file, garbage);
+      const r = await runCli(await variant({ state }), ['tick']);
+      expectCleanError(r, EXIT.state, file, /[Mm]ove it aside/);
+      expect(await readFile(file, 'utf8')).toBe(garbage);
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
 });
 
 describe('after a failed run', () => {
   const failingModule = () => moduleDir('10-fail.backup', '#!/bin/sh\necho "cannot reach the mail store" >&2\nexit 2\n', 0o755);
 
-  it('status shows the failure reason and exits 1', async () => {
-    const { goodConfig } = await fixture();
-    const modules = await failingModule();
-    expect((await runCli(await variant({ modules }), ['backup'])).exitCode).not.toBe(0);
-    const human = await runCli(goodConfig, ['status']);
-    expect(human.exitCode).toBe(EXIT.failed);
-    expect(human.stdout).toMatch(/failed/);
-    expect(human.stdout).toContain('cannot reach the mail store');
-    expect(human.stdout).toContain(join(modules, '10-fail.backup'));
-    const { exitCode, report } = await statusJson(goodConfig);
-    expect(exitCode).toBe(EXIT.failed);
-    expect(report.state).toBe('failed');
-    expect(report.lastFailure).toMatchObject({ result: 'failed', step: 'spool', reason: expect.stringContaining('cannot reach the mail store') });
-  }, TIMEOUT);
+  it(
+    'status shows the failure reason and exits 1',
+    async () => {
+      const { goodConfig } = await fixture();
+      const modules = await failingModule();
+      expect((await runCli(await variant({ modules }), ['backup'])).exitCode).not.toBe(0);
+      const human = await runCli(goodConfig, ['status']);
+      expect(human.exitCode).toBe(EXIT.failed);
+      expect(human.stdout).toMatch(/failed/);
+      expect(human.stdout).toContain('cannot reach the mail store');
+      expect(human.stdout).toContain(join(modules, '10-fail.backup'));
+      const { exitCode, report } = await statusJson(goodConfig);
+      expect(exitCode).toBe(EXIT.failed);
+      expect(report.state).toBe('failed');
+      expect(report.lastFailure).toMatchObject({
+        result: 'failed',
+        step: 'spool',
+        reason: expect.stringContaining('cannot reach the mail store'),
+      });
+    },
+    TIMEOUT,
+  );
 
-  it('the next tick does not retry at once (back-off), although the schedule says due, but `backup` does', async () => {
-    const { goodConfig } = await fixture();
-    // Due by the schedule a second after the last success: only the back-off holds the tick back.
-    const due = await variant({ schedule: 'every: 1s' });
-    expect((await runCli(await variant({ schedule: 'every: 1s', modules: await failingModule() }), ['backup'])).exitCode).not.toBe(0);
-    await sleep(1100);
-    const before = await listBackups(goodConfig);
-    expect(await runCli(due, ['tick'])).toEqual({ exitCode: 0, stdout: '', stderr: '' });
-    expect(await listBackups(goodConfig)).toEqual(before);
-    const { report } = await statusJson(goodConfig);
-    expect(report.state).toBe('failed');
-    expect(Date.parse(report.nextDue)).toBeGreaterThan(Date.now() + 30 * 60_000);
-    expect(await runCli(due, ['backup'])).toMatchObject({ exitCode: 0, stderr: '' });
-    const after = await listBackups(goodConfig);
-    expect(after).toHaveLength(before.length + 1);
-    expect((await statusJson(goodConfig)).report.state).toBe('idle');
-    await expectEarlierBackupKept();
-  }, TIMEOUT);
+  it(
+    'the next tick does not retry at once (back-off), although the schedule says due, but `backup` does',
+    async () => {
+      const { goodConfig } = await fixture();
+      // Due by the schedule a second after the last success: only the back-off holds the tick back.
+      const due = await variant({ schedule: 'every: 1s' });
+      expect((await runCli(await variant({ schedule: 'every: 1s', modules: await failingModule() }), ['backup'])).exitCode).not.toBe(0);
+      await sleep(1100);
+      const before = await listBackups(goodConfig);
+      expect(await runCli(due, ['tick'])).toEqual({ exitCode: 0, stdout: '', stderr: '' });
+      expect(await listBackups(goodConfig)).toEqual(before);
+      const { report } = await statusJson(goodConfig);
+      expect(report.state).toBe('failed');
+      expect(Date.parse(report.nextDue)).toBeGreaterThan(Date.now() + 30 * 60_000);
+      expect(await runCli(due, ['backup'])).toMatchObject({ exitCode: 0, stderr: '' });
+      const after = await listBackups(goodConfig);
+      expect(after).toHaveLength(before.length + 1);
+      expect((await statusJson(goodConfig)).report.state).toBe('idle');
+      await expectEarlierBackupKept();
+    },
+    TIMEOUT,
+  );
 });

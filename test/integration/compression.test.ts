@@ -28,8 +28,17 @@ function backedUp() {
     const zstdTarget = join(sandbox.dir, 'zstd');
     await mkdir(plainTarget);
     await mkdir(zstdTarget);
-    const plain = await writeSandboxConfig(sandbox, { file: join(sandbox.dir, 'plain.yaml'), target: plainTarget, state: join(sandbox.dir, 'state-plain') });
-    const config = await writeSandboxConfig(sandbox, { file: join(sandbox.dir, 'zstd.yaml'), target: zstdTarget, state: join(sandbox.dir, 'state-zstd'), extra: 'compression: zstd\n' });
+    const plain = await writeSandboxConfig(sandbox, {
+      file: join(sandbox.dir, 'plain.yaml'),
+      target: plainTarget,
+      state: join(sandbox.dir, 'state-plain'),
+    });
+    const config = await writeSandboxConfig(sandbox, {
+      file: join(sandbox.dir, 'zstd.yaml'),
+      target: zstdTarget,
+      state: join(sandbox.dir, 'state-zstd'),
+      extra: 'compression: zstd\n',
+    });
     for (const c of [plain, config]) {
       const r = await runCli(c, ['backup']);
       if (r.exitCode !== 0) throw new Error(`backup failed (exit ${r.exitCode}): ${r.stdout} ${r.stderr}`);
@@ -69,7 +78,11 @@ describe('compression: zstd', () => {
     const fresh = await createXfsVolume(sandbox!.dir, 'restored', 300);
     await execa('sh', ['-c', 'zstd -q -d -c "$1" | xfsrestore -F -J -B - "$2"', 'sh', b!.location, fresh.mountPoint]);
     const exclude = ['.syn3systembackup', 'system'];
-    const differences = diffTrees(await snapshotTree(sandbox!.home.mountPoint, { exclude }), await snapshotTree(fresh.mountPoint, { exclude }), XFSRESTORE_LOSSES);
+    const differences = diffTrees(
+      await snapshotTree(sandbox!.home.mountPoint, { exclude }),
+      await snapshotTree(fresh.mountPoint, { exclude }),
+      XFSRESTORE_LOSSES,
+    );
     expect(differences).toEqual([]);
     await fresh.destroy();
   }, 180_000);

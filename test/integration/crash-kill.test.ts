@@ -146,60 +146,84 @@ function secondRun(): Promise<{ earlier: ListedBackup; killed: Killed; listedAft
 afterAll(destroyAll);
 
 describe('a backup killed with SIGKILL during the dump', () => {
-  it('is resumed by the next tick, which takes over the dead process\'s lock and exits 0', async () => {
-    const { tick, killed } = await firstRun();
-    expect(tick.exitCode, tick.stderr).toBe(0);
-    expect(tick.stdout).toBe('');
-    // Under cron only warnings reach stderr: the take-over of the dead pid's lock is one.
-    expect(tick.stderr).toContain(`pid ${killed.pid}`);
-  }, TIMEOUT);
+  it(
+    "is resumed by the next tick, which takes over the dead process's lock and exits 0",
+    async () => {
+      const { tick, killed } = await firstRun();
+      expect(tick.exitCode, tick.stderr).toBe(0);
+      expect(tick.stdout).toBe('');
+      // Under cron only warnings reach stderr: the take-over of the dead pid's lock is one.
+      expect(tick.stderr).toContain(`pid ${killed.pid}`);
+    },
+    TIMEOUT,
+  );
 
-  it('ends as exactly one listed backup, of the killed run, whose file matches its recorded size and sha256', async () => {
-    const { config } = await sandboxFixture();
-    const { killed } = await firstRun();
-    const listed = await listBackups(config);
-    expect(listed.map((b) => b.id)).toEqual([killed.id]);
-    const [backup] = listed;
-    expect(backup!.size).toBeGreaterThan(HOME_DATA_MiB * MiB);
-    expect((await stat(backup!.location)).size).toBe(backup!.size);
-    expect(await sha256File(backup!.location)).toBe(backup!.sha256);
-  }, TIMEOUT);
+  it(
+    'ends as exactly one listed backup, of the killed run, whose file matches its recorded size and sha256',
+    async () => {
+      const { config } = await sandboxFixture();
+      const { killed } = await firstRun();
+      const listed = await listBackups(config);
+      expect(listed.map((b) => b.id)).toEqual([killed.id]);
+      const [backup] = listed;
+      expect(backup!.size).toBeGreaterThan(HOME_DATA_MiB * MiB);
+      expect((await stat(backup!.location)).size).toBe(backup!.size);
+      expect(await sha256File(backup!.location)).toBe(backup!.sha256);
+    },
+    TIMEOUT,
+  );
 
-  it('leaves no unfinished write in the target\'s .incoming', async () => {
-    const { target } = await sandboxFixture();
-    await firstRun();
-    expect(await incomingLeftovers(target)).toEqual([]);
-  }, TIMEOUT);
+  it(
+    "leaves no unfinished write in the target's .incoming",
+    async () => {
+      const { target } = await sandboxFixture();
+      await firstRun();
+      expect(await incomingLeftovers(target)).toEqual([]);
+    },
+    TIMEOUT,
+  );
 
-  it('is followed by a status of idle with the last success', async () => {
-    const { config } = await sandboxFixture();
-    const { killed } = await firstRun();
-    const { exitCode, report } = await statusJson(config);
-    expect(exitCode).toBe(0);
-    expect(report.state).toBe('idle');
-    expect(report.lastSuccess).toMatchObject({ id: killed.id, result: 'success' });
-    expect(report.lastFailure).toBeNull();
-  }, TIMEOUT);
+  it(
+    'is followed by a status of idle with the last success',
+    async () => {
+      const { config } = await sandboxFixture();
+      const { killed } = await firstRun();
+      const { exitCode, report } = await statusJson(config);
+      expect(exitCode).toBe(0);
+      expect(report.state).toBe('idle');
+      expect(report.lastSuccess).toMatchObject({ id: killed.id, result: 'success' });
+      expect(report.lastFailure).toBeNull();
+    },
+    TIMEOUT,
+  );
 });
 
 describe('a backup killed during the dump while an earlier backup exists', () => {
-  it('is never listed before the next tick: list shows only the earlier backup', async () => {
-    const { target } = await sandboxFixture();
-    const { earlier, killed, listedAfterKill } = await secondRun();
-    expect(killed.id).not.toBe(earlier.id);
-    expect(await sizeOf(partialFile(target, killed.id))).toBeGreaterThan(MiB);
-    expect(listedAfterKill).toEqual([earlier]);
-  }, TIMEOUT);
+  it(
+    'is never listed before the next tick: list shows only the earlier backup',
+    async () => {
+      const { target } = await sandboxFixture();
+      const { earlier, killed, listedAfterKill } = await secondRun();
+      expect(killed.id).not.toBe(earlier.id);
+      expect(await sizeOf(partialFile(target, killed.id))).toBeGreaterThan(MiB);
+      expect(listedAfterKill).toEqual([earlier]);
+    },
+    TIMEOUT,
+  );
 
-  it('is completed by the next tick, next to the intact earlier backup', async () => {
-    const { config, target } = await sandboxFixture();
-    const { earlier, killed } = await secondRun();
-    const tick = await runCli(config, ['tick']);
-    expect(tick.exitCode, tick.stderr).toBe(0);
-    const listed = await listBackups(config);
-    expect(listed.map((b) => b.id)).toEqual([earlier.id, killed.id]);
-    expect(listed[0]).toEqual(earlier);
-    for (const b of listed) expect(await sha256File(b.location)).toBe(b.sha256);
-    expect(await incomingLeftovers(target)).toEqual([]);
-  }, TIMEOUT);
+  it(
+    'is completed by the next tick, next to the intact earlier backup',
+    async () => {
+      const { config, target } = await sandboxFixture();
+      const { earlier, killed } = await secondRun();
+      const tick = await runCli(config, ['tick']);
+      expect(tick.exitCode, tick.stderr).toBe(0);
+      const listed = await listBackups(config);
+      expect(listed.map((b) => b.id)).toEqual([earlier.id, killed.id]);
+      expect(listed[0]).toEqual(earlier);
+      for (const b of listed) expect(await sha256File(b.location)).toBe(b.sha256);
+      expect(await incomingLeftovers(target)).toEqual([]);
+    },
+    TIMEOUT,
+  );
 });

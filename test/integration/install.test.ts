@@ -40,8 +40,14 @@ function optionsOf(args: string[]) {
 async function inProcess(args: string[]): Promise<Outcome> {
   let stdout = '';
   let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
   try {
     const exitCode = await installCommand(optionsOf(args));
     return { exitCode, stdout, stderr };
@@ -56,7 +62,11 @@ async function inProcess(args: string[]): Promise<Outcome> {
 
 async function install(args: string[]): Promise<Outcome> {
   if (!CLI_HAS_INSTALL) return inProcess(args);
-  const r = await execa(process.execPath, [CLI, 'install', ...args], { stdin: 'ignore', reject: false, env: { SYN3_BACKUP_CONFIG: undefined } });
+  const r = await execa(process.execPath, [CLI, 'install', ...args], {
+    stdin: 'ignore',
+    reject: false,
+    env: { SYN3_BACKUP_CONFIG: undefined },
+  });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
@@ -110,7 +120,9 @@ describe(`syn3-backup install --prefix (${CLI_HAS_INSTALL ? 'built CLI' : 'insta
     expect(actions(report)[INSTALL_PATHS.timerWants]).toBe('unchanged');
 
     const wrapper = readFileSync(at(INSTALL_PATHS.wrapper), 'utf8');
-    expect(wrapper).toBe(`#!/bin/sh\n# syn3-backup: written by "syn3-backup install"; run that again after moving node or the program.\nexec '${process.execPath}' '${CLI}' "$@"\n`);
+    expect(wrapper).toBe(
+      `#!/bin/sh\n# syn3-backup: written by "syn3-backup install"; run that again after moving node or the program.\nexec '${process.execPath}' '${CLI}' "$@"\n`,
+    );
     // Directories the installer creates are readable by all, like the ones dpkg makes.
     expect(modeOf(at('/etc/postinst.d'))).toBe(0o755);
     expect(modeOf(at('/usr/share/initramfs-tools/scripts/local-premount'))).toBe(0o755);
@@ -126,7 +138,11 @@ describe(`syn3-backup install --prefix (${CLI_HAS_INSTALL ? 'built CLI' : 'insta
 
   it('a second run reports everything unchanged and changes nothing', async () => {
     await installJson(prefix);
-    const mtimes = new Map(Object.values(INSTALL_PATHS).filter((p) => existsSync(at(p))).map((p) => [p, lstatSync(at(p)).mtimeMs]));
+    const mtimes = new Map(
+      Object.values(INSTALL_PATHS)
+        .filter((p) => existsSync(at(p)))
+        .map((p) => [p, lstatSync(at(p)).mtimeMs]),
+    );
     const report = await installJson(prefix);
     for (const f of report.files) expect(f.action, f.path).toBe('unchanged');
     for (const [p, mtime] of mtimes) expect(lstatSync(at(p)).mtimeMs, p).toBe(mtime);

@@ -29,13 +29,23 @@ interface Server {
 const SERVERS: Record<string, () => Promise<Server>> = {
   smb: async () => {
     const s = await startSmbServer({ shares: [{ name: 'backup' }] });
-    return { target: ['type: smb', `share: ${s.unc('backup')}`, `port: ${s.port}`, `credentials_file: ${s.credentialsFile}`], stop: () => s.stop() };
+    return {
+      target: ['type: smb', `share: ${s.unc('backup')}`, `port: ${s.port}`, `credentials_file: ${s.credentialsFile}`],
+      stop: () => s.stop(),
+    };
   },
   ftp: async () => {
     const s = await startFtpServer();
     const dir = s.makeDirectory('backups');
     return {
-      target: ['type: ftp', `host: ${s.host}`, `port: ${s.port}`, `user: ${s.user}`, `password_file: ${s.passwordFile}`, `directory: ${dir}`],
+      target: [
+        'type: ftp',
+        `host: ${s.host}`,
+        `port: ${s.port}`,
+        `user: ${s.user}`,
+        `password_file: ${s.passwordFile}`,
+        `directory: ${dir}`,
+      ],
       stop: () => s.stop(),
     };
   },
@@ -45,7 +55,14 @@ const SERVERS: Record<string, () => Promise<Server>> = {
     const credentials = join(s.dir, 'syn3-s3.cred');
     await s.writeCredentialsFile(credentials);
     return {
-      target: ['type: s3', `endpoint: ${s.endpoint}`, `region: ${s.region}`, `bucket: ${bucket}`, 'prefix: sandbox/', `credentials_file: ${credentials}`],
+      target: [
+        'type: s3',
+        `endpoint: ${s.endpoint}`,
+        `region: ${s.region}`,
+        `bucket: ${bucket}`,
+        'prefix: sandbox/',
+        `credentials_file: ${credentials}`,
+      ],
       stop: () => s.stop(),
     };
   },
@@ -116,7 +133,13 @@ for (const [type, start] of Object.entries(SERVERS)) {
       const [b] = await target.list();
       const fresh = await createXfsVolume(sandbox!.dir, `restored-${type}`, 300);
       try {
-        await restoreHome(await target.open(b!.id), fresh.mountPoint, { bytes: b!.size, sha256: b!.metadata.sha256 }, target.description, b!.metadata.compression);
+        await restoreHome(
+          await target.open(b!.id),
+          fresh.mountPoint,
+          { bytes: b!.size, sha256: b!.metadata.sha256 },
+          target.description,
+          b!.metadata.compression,
+        );
         const exclude = ['.syn3systembackup', 'system'];
         const before = await snapshotTree(sandbox!.home.mountPoint, { exclude });
         const after = await snapshotTree(fresh.mountPoint, { exclude });

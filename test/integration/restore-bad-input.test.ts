@@ -8,7 +8,15 @@ import { copyFile, mkdir, open, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { listBackups, looksLikeStackTrace, runCli, SANDBOX_HOST, writeSandboxConfig, type CliResult, type ListedBackup } from '../support/cli.js';
+import {
+  listBackups,
+  looksLikeStackTrace,
+  runCli,
+  SANDBOX_HOST,
+  writeSandboxConfig,
+  type CliResult,
+  type ListedBackup,
+} from '../support/cli.js';
 import { probeFs, type FsIdentity } from '../support/partitioned-disk.js';
 import { RESTORE_SECTION, restoreStatus, type RestoreStatus } from '../support/restore-machines.js';
 import { populateBootTree, populateSystemTree } from '../support/rich-tree.js';
@@ -49,11 +57,20 @@ async function buildFixture(): Promise<Fixture> {
   const config = await writeSandboxConfig(sandbox, { target: target.mountPoint, requireMount: true, extra: RESTORE_SECTION });
   const tick = await runCli(config, ['tick']);
   const listed = await listBackups(config);
-  if (tick.exitCode !== 0 || listed.length !== 1) throw new Error(`the backup failed: ${JSON.stringify(tick)}; list: ${JSON.stringify(listed)}`);
+  if (tick.exitCode !== 0 || listed.length !== 1)
+    throw new Error(`the backup failed: ${JSON.stringify(tick)}; list: ${JSON.stringify(listed)}`);
   const backup = listed[0]!;
   const pristine = join(sandbox.dir, 'pristine.xfsdump');
   await copyFile(backup.location, pristine);
-  return { sandbox, target, config, backup, pristine, home: await snapshotTree(sandbox.home.mountPoint), homeId: await probeFs(sandbox.home.device) };
+  return {
+    sandbox,
+    target,
+    config,
+    backup,
+    pristine,
+    home: await snapshotTree(sandbox.home.mountPoint),
+    homeId: await probeFs(sandbox.home.device),
+  };
 }
 
 afterAll(destroyAll);
@@ -129,87 +146,123 @@ function expectOneParagraph(r: CliResult): void {
 }
 
 describe('restore refuses bad input before anything is destroyed', () => {
-  it('resume with no restore pending exits 0 and says there is nothing to resume', async () => {
-    const f = await fixture();
-    const r = await runCli(f.config, ['resume']);
-    expect(r.exitCode).toBe(EXIT.ok);
-    expect(r.stdout).toMatch(/nothing to resume/i);
-    expect(await homeChanges(f)).toEqual(untouched(f));
-  }, TIMEOUT);
+  it(
+    'resume with no restore pending exits 0 and says there is nothing to resume',
+    async () => {
+      const f = await fixture();
+      const r = await runCli(f.config, ['resume']);
+      expect(r.exitCode).toBe(EXIT.ok);
+      expect(r.stdout).toMatch(/nothing to resume/i);
+      expect(await homeChanges(f)).toEqual(untouched(f));
+    },
+    TIMEOUT,
+  );
 
-  it('restore without --confirm and without a terminal exits 2, says nothing was touched and leaves /home as it was', async () => {
-    const f = await fixture();
-    const r = await runCli(f.config, ['restore']);
-    expect(r.exitCode).toBe(EXIT.usage);
-    expect(r.stderr).toMatch(/nothing was touched/);
-    expect(r.stderr).toContain(`--confirm ${SANDBOX_HOST}`);
-    expectOneParagraph(r);
-    expect(await homeChanges(f)).toEqual(untouched(f));
-    expect(await restoreStatus(f.config)).toBeNull();
-  }, TIMEOUT);
+  it(
+    'restore without --confirm and without a terminal exits 2, says nothing was touched and leaves /home as it was',
+    async () => {
+      const f = await fixture();
+      const r = await runCli(f.config, ['restore']);
+      expect(r.exitCode).toBe(EXIT.usage);
+      expect(r.stderr).toMatch(/nothing was touched/);
+      expect(r.stderr).toContain(`--confirm ${SANDBOX_HOST}`);
+      expectOneParagraph(r);
+      expect(await homeChanges(f)).toEqual(untouched(f));
+      expect(await restoreStatus(f.config)).toBeNull();
+    },
+    TIMEOUT,
+  );
 
-  it('restore with a --confirm that is not the host name exits 2 and leaves /home as it was', async () => {
-    const f = await fixture();
-    const r = await runCli(f.config, ['restore', '--confirm', 'some-other-host']);
-    expect(r.exitCode).toBe(EXIT.usage);
-    expect(r.stderr).toContain('some-other-host');
-    expect(r.stderr).toMatch(/nothing was touched/);
-    expectOneParagraph(r);
-    expect(await homeChanges(f)).toEqual(untouched(f));
-    expect(await restoreStatus(f.config)).toBeNull();
-  }, TIMEOUT);
+  it(
+    'restore with a --confirm that is not the host name exits 2 and leaves /home as it was',
+    async () => {
+      const f = await fixture();
+      const r = await runCli(f.config, ['restore', '--confirm', 'some-other-host']);
+      expect(r.exitCode).toBe(EXIT.usage);
+      expect(r.stderr).toContain('some-other-host');
+      expect(r.stderr).toMatch(/nothing was touched/);
+      expectOneParagraph(r);
+      expect(await homeChanges(f)).toEqual(untouched(f));
+      expect(await restoreStatus(f.config)).toBeNull();
+    },
+    TIMEOUT,
+  );
 
-  it('restore with no backup of this host on the target says so, naming the target, and leaves /home as it was', async () => {
-    const f = await fixture();
-    const empty = join(f.sandbox.dir, 'empty-target');
-    await mkdir(empty, { recursive: true });
-    const config = await writeSandboxConfig(f.sandbox, { file: join(f.sandbox.dir, 'empty-target.yaml'), target: empty, extra: RESTORE_SECTION });
-    const r = await runCli(config, ['restore', '--confirm', SANDBOX_HOST]);
-    expect(r.exitCode).toBe(EXIT.failed);
-    expect(r.stderr).toContain(`no backup of ${SANDBOX_HOST}`);
-    expect(r.stderr).toContain(empty);
-    expectOneParagraph(r);
-    expect(await homeChanges(f)).toEqual(untouched(f));
-  }, TIMEOUT);
+  it(
+    'restore with no backup of this host on the target says so, naming the target, and leaves /home as it was',
+    async () => {
+      const f = await fixture();
+      const empty = join(f.sandbox.dir, 'empty-target');
+      await mkdir(empty, { recursive: true });
+      const config = await writeSandboxConfig(f.sandbox, {
+        file: join(f.sandbox.dir, 'empty-target.yaml'),
+        target: empty,
+        extra: RESTORE_SECTION,
+      });
+      const r = await runCli(config, ['restore', '--confirm', SANDBOX_HOST]);
+      expect(r.exitCode).toBe(EXIT.failed);
+      expect(r.stderr).toContain(`no backup of ${SANDBOX_HOST}`);
+      expect(r.stderr).toContain(empty);
+      expectOneParagraph(r);
+      expect(await homeChanges(f)).toEqual(untouched(f));
+    },
+    TIMEOUT,
+  );
 
-  it('restore of a truncated dump fails in the preflight, saying the backup differs, with /home and its UUID unchanged', async () => {
-    const f = await fixture();
-    const { r, status, home } = await truncatedRestore();
-    expect(r.exitCode).toBe(EXIT.failed);
-    expect(r.stderr).toMatch(/failed at preflight/);
-    expect(r.stderr).toMatch(/differs from what was written/);
-    expect(r.stderr).toMatch(/nothing was destroyed/i);
-    expectOneParagraph(r);
-    expect(home).toEqual(untouched(f));
-    expect(status).toMatchObject<Partial<RestoreStatus>>({ state: 'failed', failedPhase: 'preflight', backupId: f.backup.id });
-  }, TIMEOUT);
+  it(
+    'restore of a truncated dump fails in the preflight, saying the backup differs, with /home and its UUID unchanged',
+    async () => {
+      const f = await fixture();
+      const { r, status, home } = await truncatedRestore();
+      expect(r.exitCode).toBe(EXIT.failed);
+      expect(r.stderr).toMatch(/failed at preflight/);
+      expect(r.stderr).toMatch(/differs from what was written/);
+      expect(r.stderr).toMatch(/nothing was destroyed/i);
+      expectOneParagraph(r);
+      expect(home).toEqual(untouched(f));
+      expect(status).toMatchObject<Partial<RestoreStatus>>({ state: 'failed', failedPhase: 'preflight', backupId: f.backup.id });
+    },
+    TIMEOUT,
+  );
 
-  it('restore while a restore is in progress (here: failed in its preflight) is refused with exit 2', async () => {
-    const f = await fixture();
-    const r = await refusedWhileInProgress();
-    expect(r.exitCode).toBe(EXIT.usage);
-    expect(r.stderr).toMatch(/already in progress/);
-    expect(r.stderr).toContain(f.backup.id);
-    expectOneParagraph(r);
-    expect(await homeChanges(f)).toEqual(untouched(f));
-  }, TIMEOUT);
+  it(
+    'restore while a restore is in progress (here: failed in its preflight) is refused with exit 2',
+    async () => {
+      const f = await fixture();
+      const r = await refusedWhileInProgress();
+      expect(r.exitCode).toBe(EXIT.usage);
+      expect(r.stderr).toMatch(/already in progress/);
+      expect(r.stderr).toContain(f.backup.id);
+      expectOneParagraph(r);
+      expect(await homeChanges(f)).toEqual(untouched(f));
+    },
+    TIMEOUT,
+  );
 
-  it('abort after a preflight failure returns the restore to idle, recording it as aborted', async () => {
-    const f = await fixture();
-    const { r, status } = await aborted();
-    expect(r.exitCode).toBe(EXIT.ok);
-    expect(status).toMatchObject({ state: 'idle', last: { result: 'aborted', backupId: f.backup.id } });
-    expect(await homeChanges(f)).toEqual(untouched(f));
-  }, TIMEOUT);
+  it(
+    'abort after a preflight failure returns the restore to idle, recording it as aborted',
+    async () => {
+      const f = await fixture();
+      const { r, status } = await aborted();
+      expect(r.exitCode).toBe(EXIT.ok);
+      expect(status).toMatchObject({ state: 'idle', last: { result: 'aborted', backupId: f.backup.id } });
+      expect(await homeChanges(f)).toEqual(untouched(f));
+    },
+    TIMEOUT,
+  );
 
-  it('restore of a dump with one byte changed in the middle fails in the preflight, with /home and its UUID unchanged', async () => {
-    const f = await fixture();
-    const { r, status, home } = await corruptedRestore();
-    expect(r.exitCode).toBe(EXIT.failed);
-    expect(r.stderr).toMatch(/failed at preflight/);
-    expect(r.stderr).toMatch(/differs from what was written/);
-    expectOneParagraph(r);
-    expect(home).toEqual(untouched(f));
-    expect(status).toMatchObject({ state: 'failed', failedPhase: 'preflight' });
-  }, TIMEOUT);
+  it(
+    'restore of a dump with one byte changed in the middle fails in the preflight, with /home and its UUID unchanged',
+    async () => {
+      const f = await fixture();
+      const { r, status, home } = await corruptedRestore();
+      expect(r.exitCode).toBe(EXIT.failed);
+      expect(r.stderr).toMatch(/failed at preflight/);
+      expect(r.stderr).toMatch(/differs from what was written/);
+      expectOneParagraph(r);
+      expect(home).toEqual(untouched(f));
+      expect(status).toMatchObject({ state: 'failed', failedPhase: 'preflight' });
+    },
+    TIMEOUT,
+  );
 });

@@ -150,7 +150,10 @@ async function runRestore(machine: NewMachine, variant: Variant): Promise<Restor
   expectOk('resume --initrd', initrd);
   const bootCodeAfterInitrd = {
     grubInMbr: (await machine.bootDisk.readMbr()).includes('GRUB'),
-    grubCore: await access(join(machine.boot.mountPoint, 'grub/i386-pc/core.img')).then(() => true, () => false),
+    grubCore: await access(join(machine.boot.mountPoint, 'grub/i386-pc/core.img')).then(
+      () => true,
+      () => false,
+    ),
   };
   await bootRestoredSystem(machine);
   const stateAfterInitrd = (await restoreStatus(machine.config))?.state;
@@ -220,7 +223,10 @@ async function whatIsWrong(old: OldMachine, r: Restored): Promise<Record<string,
     boot: bootDifferences(old, r),
     ids: r.ids,
     grubInMbr: r.mbr.includes('GRUB') && r.mbr.readUInt16BE(510) === 0x55aa,
-    grubCore: await access(join(r.machine.boot.mountPoint, 'grub/i386-pc/core.img')).then(() => true, () => false),
+    grubCore: await access(join(r.machine.boot.mountPoint, 'grub/i386-pc/core.img')).then(
+      () => true,
+      () => false,
+    ),
     proof,
     markers: r.after,
     restore: { state: status?.state, result: status?.last?.result, backupId: status?.last?.backupId },
@@ -246,137 +252,204 @@ describe('restore onto a new machine: restore --confirm, resume --initrd, resume
   const restored = () => (pending ??= restoreOnto('new-machine'));
   afterAll(async () => (await pending?.catch(() => undefined))?.machine.destroy());
 
-  it('restore --confirm HOST exits 0 and tells the administrator to reboot', async () => {
-    const { restore } = await restored();
-    expect(restore.exitCode).toBe(0);
-    expect(restore.stdout).toMatch(/reboot/i);
-    expect(restore.stderr).toBe('');
-  }, TIMEOUT);
+  it(
+    'restore --confirm HOST exits 0 and tells the administrator to reboot',
+    async () => {
+      const { restore } = await restored();
+      expect(restore.exitCode).toBe(0);
+      expect(restore.stdout).toMatch(/reboot/i);
+      expect(restore.stderr).toBe('');
+    },
+    TIMEOUT,
+  );
 
-  it('restore leaves the seed markers and the plan, and the machine waiting for a reboot', async () => {
-    const { afterRestore, stateAfterRestore } = await restored();
-    expect(afterRestore).toEqual({
-      spool: true,
-      system: true,
-      drbdInCopy: true,
-      drbdInBoot: false,
-      postRestoreExecutable: true,
-      copyPostRestoreExecutable: true,
-      restoreDir: true,
-      plan: true,
-      pendingInitrd: true,
-    });
-    expect(stateAfterRestore).toBe('awaitingReboot');
-  }, TIMEOUT);
+  it(
+    'restore leaves the seed markers and the plan, and the machine waiting for a reboot',
+    async () => {
+      const { afterRestore, stateAfterRestore } = await restored();
+      expect(afterRestore).toEqual({
+        spool: true,
+        system: true,
+        drbdInCopy: true,
+        drbdInBoot: false,
+        postRestoreExecutable: true,
+        copyPostRestoreExecutable: true,
+        restoreDir: true,
+        plan: true,
+        pendingInitrd: true,
+      });
+      expect(stateAfterRestore).toBe('awaitingReboot');
+    },
+    TIMEOUT,
+  );
 
-  it('resume without --initrd before the reboot does nothing and exits 0', async () => {
-    const { resumeTooEarly } = await restored();
-    expect(resumeTooEarly.exitCode).toBe(0);
-    expect(resumeTooEarly.stdout).toMatch(/nothing to resume/i);
-  }, TIMEOUT);
+  it(
+    'resume without --initrd before the reboot does nothing and exits 0',
+    async () => {
+      const { resumeTooEarly } = await restored();
+      expect(resumeTooEarly.exitCode).toBe(0);
+      expect(resumeTooEarly.stdout).toMatch(/nothing to resume/i);
+    },
+    TIMEOUT,
+  );
 
-  it('a second restore while the first waits for the reboot is refused with exit 2, naming it', async () => {
-    const old = await oldMachine();
-    const { restoreAgain, afterRestore } = await restored();
-    expect(restoreAgain.exitCode).toBe(2);
-    expect(restoreAgain.stderr).toMatch(/already in progress \(awaitingReboot\)/);
-    expect(restoreAgain.stderr).toContain(old.backup.id);
-    expect(afterRestore.pendingInitrd).toBe(true);
-  }, TIMEOUT);
+  it(
+    'a second restore while the first waits for the reboot is refused with exit 2, naming it',
+    async () => {
+      const old = await oldMachine();
+      const { restoreAgain, afterRestore } = await restored();
+      expect(restoreAgain.exitCode).toBe(2);
+      expect(restoreAgain.stderr).toMatch(/already in progress \(awaitingReboot\)/);
+      expect(restoreAgain.stderr).toContain(old.backup.id);
+      expect(afterRestore.pendingInitrd).toBe(true);
+    },
+    TIMEOUT,
+  );
 
-  it('resume --initrd puts / and /boot back and leaves the machine waiting for its first boot', async () => {
-    const { initrd, stateAfterInitrd } = await restored();
-    expect(initrd.exitCode).toBe(0);
-    expect(stateAfterInitrd).toBe('awaitingFirstBoot');
-  }, TIMEOUT);
+  it(
+    'resume --initrd puts / and /boot back and leaves the machine waiting for its first boot',
+    async () => {
+      const { initrd, stateAfterInitrd } = await restored();
+      expect(initrd.exitCode).toBe(0);
+      expect(stateAfterInitrd).toBe('awaitingFirstBoot');
+    },
+    TIMEOUT,
+  );
 
-  it('resume at the first boot finishes the restore, and says from which backup', async () => {
-    const old = await oldMachine();
-    const { firstBoot } = await restored();
-    expect(firstBoot.exitCode).toBe(0);
-    expect(firstBoot.stdout).toContain(`restored from backup ${old.backup.id}`);
-  }, TIMEOUT);
+  it(
+    'resume at the first boot finishes the restore, and says from which backup',
+    async () => {
+      const old = await oldMachine();
+      const { firstBoot } = await restored();
+      expect(firstBoot.exitCode).toBe(0);
+      expect(firstBoot.stdout).toContain(`restored from backup ${old.backup.id}`);
+    },
+    TIMEOUT,
+  );
 
-  it('resume once more finds nothing to do and exits 0', async () => {
-    const { again } = await restored();
-    expect(again.exitCode).toBe(0);
-    expect(again.stdout).toMatch(/nothing to resume/i);
-  }, TIMEOUT);
+  it(
+    'resume once more finds nothing to do and exits 0',
+    async () => {
+      const { again } = await restored();
+      expect(again.exitCode).toBe(0);
+      expect(again.stdout).toMatch(/nothing to resume/i);
+    },
+    TIMEOUT,
+  );
 
-  it('brings /home back as it was at the backup: content, modes, owners, ACLs, xattrs, hard links, sparseness, mtimes, the system copy', async () => {
-    const old = await oldMachine();
-    const r = await restored();
-    expect(homeDifferences(old, r)).toEqual([]);
-    const home = r.trees.home;
-    expect(home.has('installer/notes.txt')).toBe(false);
-    // The comparison is only as good as what it saw: the rich tree and the system copy.
-    expect(home.get('acl/inherit')?.defaultAcl.length).toBeGreaterThan(0);
-    expect(home.get('sparse/holes.img')?.sparse).toBe(true);
-    expect(home.get(`${SYSTEM_COPY}/usr/bin/syn3-ping`)?.xattrs['security.capability']).toBeDefined();
-  }, TIMEOUT);
+  it(
+    'brings /home back as it was at the backup: content, modes, owners, ACLs, xattrs, hard links, sparseness, mtimes, the system copy',
+    async () => {
+      const old = await oldMachine();
+      const r = await restored();
+      expect(homeDifferences(old, r)).toEqual([]);
+      const home = r.trees.home;
+      expect(home.has('installer/notes.txt')).toBe(false);
+      // The comparison is only as good as what it saw: the rich tree and the system copy.
+      expect(home.get('acl/inherit')?.defaultAcl.length).toBeGreaterThan(0);
+      expect(home.get('sparse/holes.img')?.sparse).toBe(true);
+      expect(home.get(`${SYSTEM_COPY}/usr/bin/syn3-ping`)?.xattrs['security.capability']).toBeDefined();
+    },
+    TIMEOUT,
+  );
 
-  it('brings / back as it was at the backup, without the runtime junk of /tmp and /run', async () => {
-    const old = await oldMachine();
-    const r = await restored();
-    expect(rootDifferences(old, r)).toEqual([]);
-    expect(r.trees.root.get('usr/bin/syn3-ping')?.xattrs['security.capability']).toBeDefined();
-    expect(await readFile(join(r.machine.root.mountPoint, 'etc/hostname'), 'utf8')).toBe('sandbox-host\n');
-  }, TIMEOUT);
+  it(
+    'brings / back as it was at the backup, without the runtime junk of /tmp and /run',
+    async () => {
+      const old = await oldMachine();
+      const r = await restored();
+      expect(rootDifferences(old, r)).toEqual([]);
+      expect(r.trees.root.get('usr/bin/syn3-ping')?.xattrs['security.capability']).toBeDefined();
+      expect(await readFile(join(r.machine.root.mountPoint, 'etc/hostname'), 'utf8')).toBe('sandbox-host\n');
+    },
+    TIMEOUT,
+  );
 
-  it('brings /boot back as it was at the backup, next to the GRUB files grub-install adds', async () => {
-    const old = await oldMachine();
-    const r = await restored();
-    expect(bootDifferences(old, r)).toEqual([]);
-    expect(r.trees.boot.get('vmlinuz')?.type).toBe('symlink');
-    expect(r.trees.boot.has('vmlinuz-fresh')).toBe(false);
-  }, TIMEOUT);
+  it(
+    'brings /boot back as it was at the backup, next to the GRUB files grub-install adds',
+    async () => {
+      const old = await oldMachine();
+      const r = await restored();
+      expect(bootDifferences(old, r)).toEqual([]);
+      expect(r.trees.boot.get('vmlinuz')?.type).toBe('symlink');
+      expect(r.trees.boot.has('vmlinuz-fresh')).toBe(false);
+    },
+    TIMEOUT,
+  );
 
-  it('gives /, /boot and /home the labels and UUIDs they had at the backup', async () => {
-    const old = await oldMachine();
-    const { ids } = await restored();
-    expect(ids).toEqual(old.ids);
-    expect(old.ids.root.uuid).toBeDefined();
-    expect(new Set([old.ids.root.label, old.ids.boot.label, old.ids.home.label])).toEqual(new Set(['sbroot', 'sbboot', 'sbhome']));
-  }, TIMEOUT);
+  it(
+    'gives /, /boot and /home the labels and UUIDs they had at the backup',
+    async () => {
+      const old = await oldMachine();
+      const { ids } = await restored();
+      expect(ids).toEqual(old.ids);
+      expect(old.ids.root.uuid).toBeDefined();
+      expect(new Set([old.ids.root.label, old.ids.boot.label, old.ids.home.label])).toEqual(new Set(['sbroot', 'sbboot', 'sbhome']));
+    },
+    TIMEOUT,
+  );
 
-  it('installs GRUB into the MBR of the boot disk and its modules into /boot/grub', async () => {
-    const { mbr, machine } = await restored();
-    expect(mbr.includes('GRUB')).toBe(true);
-    expect(mbr.subarray(510, 512)).toEqual(Buffer.from([0x55, 0xaa]));
-    await access(join(machine.boot.mountPoint, 'grub/i386-pc/core.img'));
-    await access(join(machine.boot.mountPoint, 'grub/i386-pc/normal.mod'));
-  }, TIMEOUT);
+  it(
+    'installs GRUB into the MBR of the boot disk and its modules into /boot/grub',
+    async () => {
+      const { mbr, machine } = await restored();
+      expect(mbr.includes('GRUB')).toBe(true);
+      expect(mbr.subarray(510, 512)).toEqual(Buffer.from([0x55, 0xaa]));
+      await access(join(machine.boot.mountPoint, 'grub/i386-pc/core.img'));
+      await access(join(machine.boot.mountPoint, 'grub/i386-pc/normal.mod'));
+    },
+    TIMEOUT,
+  );
 
-  it('puts GRUB\'s boot code back in the initrd phase, so a power cut before post.restore still boots', async () => {
-    const { bootCodeAfterInitrd } = await restored();
-    expect(bootCodeAfterInitrd).toEqual({ grubInMbr: true, grubCore: true });
-  }, TIMEOUT);
+  it(
+    "puts GRUB's boot code back in the initrd phase, so a power cut before post.restore still boots",
+    async () => {
+      const { bootCodeAfterInitrd } = await restored();
+      expect(bootCodeAfterInitrd).toEqual({ grubInMbr: true, grubCore: true });
+    },
+    TIMEOUT,
+  );
 
-  it("runs the database module's restore, which reads back what its backup spooled", async () => {
-    const old = await oldMachine();
-    const { machine } = await restored();
-    expect(old.dump).toBe(`db dump of ${old.backup.id}: 42 rows\n`);
-    expect(await readFile(join(machine.home.mountPoint, PROOF), 'utf8')).toBe(old.dump);
-  }, TIMEOUT);
+  it(
+    "runs the database module's restore, which reads back what its backup spooled",
+    async () => {
+      const old = await oldMachine();
+      const { machine } = await restored();
+      expect(old.dump).toBe(`db dump of ${old.backup.id}: 42 rows\n`);
+      expect(await readFile(join(machine.home.mountPoint, PROOF), 'utf8')).toBe(old.dump);
+    },
+    TIMEOUT,
+  );
 
-  it('removes every marker and working file, and disarms post.restore', async () => {
-    const { after, machine } = await restored();
-    expect(after).toEqual(NO_MARKERS);
-    expect((await stat(join(machine.root.mountPoint, 'etc/postinst.d/post.restore'))).isFile()).toBe(true);
-  }, TIMEOUT);
+  it(
+    'removes every marker and working file, and disarms post.restore',
+    async () => {
+      const { after, machine } = await restored();
+      expect(after).toEqual(NO_MARKERS);
+      expect((await stat(join(machine.root.mountPoint, 'etc/postinst.d/post.restore'))).isFile()).toBe(true);
+    },
+    TIMEOUT,
+  );
 
-  it('status --json shows the restore done, from the backup, and the backup machine idle', async () => {
-    const old = await oldMachine();
-    const { machine } = await restored();
-    expect((await savedRestoreState(machine.state))?.value).toBe('done');
-    const r = await runCli(machine.config, ['status', '--json']);
-    expect(r.exitCode).toBe(0);
-    const report = JSON.parse(r.stdout) as { state: string; restore: { state: string; last: { result: string; backupId: string }; summary: string } };
-    expect(report.restore).toMatchObject({ state: 'done', last: { result: 'restored', backupId: old.backup.id } });
-    expect(report.restore.summary).toContain(`restored from backup ${old.backup.id}`);
-    // The copy was taken while that backup ran; the restored system writes the run off instead of resuming it.
-    expect(report.state).toBe('idle');
-  }, TIMEOUT);
+  it(
+    'status --json shows the restore done, from the backup, and the backup machine idle',
+    async () => {
+      const old = await oldMachine();
+      const { machine } = await restored();
+      expect((await savedRestoreState(machine.state))?.value).toBe('done');
+      const r = await runCli(machine.config, ['status', '--json']);
+      expect(r.exitCode).toBe(0);
+      const report = JSON.parse(r.stdout) as {
+        state: string;
+        restore: { state: string; last: { result: string; backupId: string }; summary: string };
+      };
+      expect(report.restore).toMatchObject({ state: 'done', last: { result: 'restored', backupId: old.backup.id } });
+      expect(report.restore.summary).toContain(`restored from backup ${old.backup.id}`);
+      // The copy was taken while that backup ran; the restored system writes the run off instead of resuming it.
+      expect(report.state).toBe('idle');
+    },
+    TIMEOUT,
+  );
 });
 
 describe('a resume --initrd killed with SIGKILL once the new root is formatted, then run again', () => {
@@ -387,7 +460,12 @@ describe('a resume --initrd killed with SIGKILL once the new root is formatted, 
       initrd: async (m) => {
         const old = await oldMachine();
         const child = startInitrd(m);
-        await waitUntil('the new root to carry the recorded UUID', async () => child.exitCode !== null || (await probeFs(m.root.device)).uuid === old.ids.root.uuid, 60_000, 5);
+        await waitUntil(
+          'the new root to carry the recorded UUID',
+          async () => child.exitCode !== null || (await probeFs(m.root.device)).uuid === old.ids.root.uuid,
+          60_000,
+          5,
+        );
         const result = await powerCut(m, child);
         killed = { signal: result.signal, state: (await restoreStatus(m.initrdConfig))?.state };
         return runCli(m.initrdConfig, ['resume', '--initrd']);
@@ -395,20 +473,32 @@ describe('a resume --initrd killed with SIGKILL once the new root is formatted, 
     }));
   afterAll(async () => (await pending?.catch(() => undefined))?.machine.destroy());
 
-  it('is killed half-way, while the saved state still says initrd', async () => {
-    await restored();
-    expect(killed).toEqual({ signal: 'SIGKILL', state: 'initrd' });
-  }, TIMEOUT);
+  it(
+    'is killed half-way, while the saved state still says initrd',
+    async () => {
+      await restored();
+      expect(killed).toEqual({ signal: 'SIGKILL', state: 'initrd' });
+    },
+    TIMEOUT,
+  );
 
-  it('the second resume --initrd, the first boot and a last resume all exit 0', async () => {
-    const r = await restored();
-    expect([r.initrd.exitCode, r.firstBoot.exitCode, r.again.exitCode]).toEqual([0, 0, 0]);
-  }, TIMEOUT);
+  it(
+    'the second resume --initrd, the first boot and a last resume all exit 0',
+    async () => {
+      const r = await restored();
+      expect([r.initrd.exitCode, r.firstBoot.exitCode, r.again.exitCode]).toEqual([0, 0, 0]);
+    },
+    TIMEOUT,
+  );
 
-  it('ends exactly as an uninterrupted restore: trees, labels and UUIDs, GRUB, module restore, markers, status', async () => {
-    const old = await oldMachine();
-    expect(await whatIsWrong(old, await restored())).toEqual(allWell(old));
-  }, TIMEOUT);
+  it(
+    'ends exactly as an uninterrupted restore: trees, labels and UUIDs, GRUB, module restore, markers, status',
+    async () => {
+      const old = await oldMachine();
+      expect(await whatIsWrong(old, await restored())).toEqual(allWell(old));
+    },
+    TIMEOUT,
+  );
 });
 
 describe('a restore whose saved state is lost: the markers and plan.json alone lead it', () => {
@@ -425,25 +515,37 @@ describe('a restore whose saved state is lost: the markers and plan.json alone l
   const restored = () => (pending ??= restoreOnto('markers-only', { beforeInitrd: forgetState, beforeFirstBoot: forgetState }));
   afterAll(async () => (await pending?.catch(() => undefined))?.machine.destroy());
 
-  it('has no saved restore state before resume --initrd nor before the first-boot resume', async () => {
-    await restored();
-    expect(withoutState).toEqual([
-      [null, null],
-      [null, null],
-    ]);
-  }, TIMEOUT);
+  it(
+    'has no saved restore state before resume --initrd nor before the first-boot resume',
+    async () => {
+      await restored();
+      expect(withoutState).toEqual([
+        [null, null],
+        [null, null],
+      ]);
+    },
+    TIMEOUT,
+  );
 
-  it('resume --initrd and resume still finish the restore, and say from which backup', async () => {
-    const old = await oldMachine();
-    const r = await restored();
-    expect([r.initrd.exitCode, r.firstBoot.exitCode]).toEqual([0, 0]);
-    expect(r.firstBoot.stdout).toContain(`restored from backup ${old.backup.id}`);
-  }, TIMEOUT);
+  it(
+    'resume --initrd and resume still finish the restore, and say from which backup',
+    async () => {
+      const old = await oldMachine();
+      const r = await restored();
+      expect([r.initrd.exitCode, r.firstBoot.exitCode]).toEqual([0, 0]);
+      expect(r.firstBoot.stdout).toContain(`restored from backup ${old.backup.id}`);
+    },
+    TIMEOUT,
+  );
 
-  it('ends exactly as a restore with its state: trees, labels and UUIDs, GRUB, module restore, markers, status', async () => {
-    const old = await oldMachine();
-    expect(await whatIsWrong(old, await restored())).toEqual(allWell(old));
-  }, TIMEOUT);
+  it(
+    'ends exactly as a restore with its state: trees, labels and UUIDs, GRUB, module restore, markers, status',
+    async () => {
+      const old = await oldMachine();
+      expect(await whatIsWrong(old, await restored())).toEqual(allWell(old));
+    },
+    TIMEOUT,
+  );
 });
 
 /**
@@ -499,7 +601,11 @@ describe('a restore killed at any point', () => {
       const crashStage: Stage = crash.kind === 'inRead' ? 'restore' : STAGE_OF[crash.step];
       for (const stage of STAGES.slice(0, STAGES.indexOf(crashStage))) await runStage(machine, stage);
       const config = crashStage === 'resume-initrd' ? machine.initrdConfig : machine.config;
-      const killed = await execa(process.execPath, [HARNESS, config, crashStage, JSON.stringify(crash)], { reject: false, stdin: 'ignore', env: { TMPDIR: machine.tmp } });
+      const killed = await execa(process.execPath, [HARNESS, config, crashStage, JSON.stringify(crash)], {
+        reject: false,
+        stdin: 'ignore',
+        env: { TMPDIR: machine.tmp },
+      });
       // A moment inside a phase may come after the phase is over: then the run simply went on.
       if (crash.kind !== 'during' || killed.signal) {
         expect(killed.signal, `the harness died at ${JSON.stringify(crash)}: ${killed.stdout} ${killed.stderr}`).toBe('SIGKILL');
@@ -510,7 +616,8 @@ describe('a restore killed at any point', () => {
         const s = await restoreStatus(machine.config);
         if (s?.state === 'done') break;
         if (!s || s.state === 'idle') await runStage(machine, 'restore');
-        else if (s.state === 'awaitingReboot' || s.state === 'initrd' || s.failedPhase === 'initrd') await runStage(machine, 'resume-initrd');
+        else if (s.state === 'awaitingReboot' || s.state === 'initrd' || s.failedPhase === 'initrd')
+          await runStage(machine, 'resume-initrd');
         else await runStage(machine, 'resume');
       }
       const r = {
@@ -527,9 +634,16 @@ describe('a restore killed at any point', () => {
   }
 
   const steps = Object.keys(STAGE_OF) as Array<keyof RestoreSteps>;
-  const stepPoint = fc.record({ kind: fc.constantFrom('start' as const, 'entered' as const, 'after' as const), step: fc.constantFrom(...steps) });
+  const stepPoint = fc.record({
+    kind: fc.constantFrom('start' as const, 'entered' as const, 'after' as const),
+    step: fc.constantFrom(...steps),
+  });
   // The preflight's read of the backup, cut at a random byte.
-  const readPoint = fc.record({ kind: fc.constant('inRead' as const), open: fc.constant(1), bytes: fc.integer({ min: 1, max: 2_000_000 }) });
+  const readPoint = fc.record({
+    kind: fc.constant('inRead' as const),
+    open: fc.constant(1),
+    bytes: fc.integer({ min: 1, max: 2_000_000 }),
+  });
   // Inside the long phases, while their programs run (xfsrestore, mkfs, rsync, grub-install).
   const duringPoint = fc.record({
     kind: fc.constant('during' as const),

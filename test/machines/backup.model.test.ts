@@ -63,8 +63,7 @@ function eventsFor(s: Snap): EventObject[] {
 
 const traversal = {
   events: eventsFor,
-  serializeState: (s: Snap) =>
-    JSON.stringify({ v: s.value, failing: s.context.consecutiveFailures > 0, ok: !!s.context.lastSuccess }),
+  serializeState: (s: Snap) => JSON.stringify({ v: s.value, failing: s.context.consecutiveFailures > 0, ok: !!s.context.lastSuccess }),
 };
 
 /** Invariants that hold in every state, whatever path led there. */
@@ -99,7 +98,10 @@ interface ModelStep {
   state: Snap;
 }
 const graphOptions = traversal as never;
-const adjacency = getAdjacencyMap(backupMachine, graphOptions) as unknown as Record<string, { state: Snap; transitions: Record<string, ModelStep> }>;
+const adjacency = getAdjacencyMap(backupMachine, graphOptions) as unknown as Record<
+  string,
+  { state: Snap; transitions: Record<string, ModelStep> }
+>;
 const toState = getShortestPaths(backupMachine, graphOptions) as unknown as Array<{ state: Snap; steps: ModelStep[] }>;
 const transitions = Object.values(adjacency).flatMap(({ state, transitions: out }) =>
   Object.values(out).map(({ event, state: next }) => ({ from: state, event, to: next })),
@@ -115,7 +117,18 @@ function pathTo(s: Snap) {
 describe('the backup machine, walked transition by transition', () => {
   it('reaches every step of a backup and both resting states', () => {
     const states = new Set(toState.map((p) => stateName(p.state.value)));
-    for (const s of ['idle', 'failed', 'running.preflight', 'running.systemSync', 'running.layout', 'running.spool', 'running.dump', 'running.verify', 'running.publish', 'running.retention']) {
+    for (const s of [
+      'idle',
+      'failed',
+      'running.preflight',
+      'running.systemSync',
+      'running.layout',
+      'running.spool',
+      'running.dump',
+      'running.verify',
+      'running.publish',
+      'running.retention',
+    ]) {
       expect(states).toContain(s);
     }
   });
@@ -149,7 +162,16 @@ describe('the backup machine, walked transition by transition', () => {
   it('hands each step the results of the steps before it', async () => {
     const driver = new BackupDriver();
     await driver.send({ type: 'BACKUP_NOW', now: T0, runId: 'r1' });
-    for (const src of ['checkReady', 'syncSystem', 'recordLayout', 'runSpoolModules', 'dumpHome', 'verifyDump', 'publishBackup', 'applyRetention']) {
+    for (const src of [
+      'checkReady',
+      'syncSystem',
+      'recordLayout',
+      'runSpoolModules',
+      'dumpHome',
+      'verifyDump',
+      'publishBackup',
+      'applyRetention',
+    ]) {
       await driver.send({ type: `xstate.done.actor.${src}`, output: OUTPUTS[src] });
     }
     const input = (src: string) => driver.invocations.find((i) => i.src === src)?.input;

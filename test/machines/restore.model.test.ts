@@ -59,7 +59,10 @@ interface ModelStep {
 }
 // The model's events include the actors' done/error events, which RestoreEvent does not list.
 const graphOptions = traversal as never;
-const adjacency = getAdjacencyMap(restoreMachine, graphOptions) as unknown as Record<string, { state: Snap; transitions: Record<string, ModelStep> }>;
+const adjacency = getAdjacencyMap(restoreMachine, graphOptions) as unknown as Record<
+  string,
+  { state: Snap; transitions: Record<string, ModelStep> }
+>;
 const toState = getShortestPaths(restoreMachine, graphOptions) as unknown as Array<{ state: Snap; steps: ModelStep[] }>;
 const transitions = Object.values(adjacency).flatMap(({ state, transitions: out }) =>
   Object.values(out).map(({ event, state: next }) => ({ from: state, event, to: next })),
@@ -178,7 +181,8 @@ describe('the restore machine, walked transition by transition', () => {
   it('starts an interrupted format or restore of /home again from the format', async () => {
     const driver = new MachineDriver(restoreMachine, Object.keys(restoreActors));
     await driver.send({ type: 'CONFIRM_RESTORE', now: T0, restoreId: 'r1', backupId: 'b1' });
-    for (const src of ['checkBackupReadable', 'stopServices', 'formatHome']) await driver.send({ type: `xstate.done.actor.${src}`, output: OUTPUT[src] ?? {} });
+    for (const src of ['checkBackupReadable', 'stopServices', 'formatHome'])
+      await driver.send({ type: `xstate.done.actor.${src}`, output: OUTPUT[src] ?? {} });
     await driver.send({ type: 'xstate.error.actor.restoreHome', error: failure });
     expect(driver.snapshot.context.current.failedPhase).toBe('restoreHome');
     await driver.send({ type: 'RESUME', now: T0, inInitrd: false });

@@ -4,7 +4,9 @@
  */
 import { PassThrough, Transform, type Readable } from 'node:stream';
 
-export type StepCrash<Name extends string> = { kind: 'start' | 'entered' | 'after'; step: Name } | { kind: 'during'; step: Name; ms: number };
+export type StepCrash<Name extends string> =
+  | { kind: 'start' | 'entered' | 'after'; step: Name }
+  | { kind: 'during'; step: Name; ms: number };
 
 export function die(): never {
   process.kill(process.pid, 'SIGKILL');
@@ -12,7 +14,10 @@ export function die(): never {
 }
 
 /** Wraps every step so that the chosen one dies at its start, once its state was saved, N ms into it, or after its side effect. */
-export function crashingSteps<S extends Record<string, (input: never) => Promise<unknown>>>(steps: S, crash: StepCrash<Extract<keyof S, string>> | { kind: string }): S {
+export function crashingSteps<S extends Record<string, (input: never) => Promise<unknown>>>(
+  steps: S,
+  crash: StepCrash<Extract<keyof S, string>> | { kind: string },
+): S {
   const wrapped: Record<string, (input: never) => Promise<unknown>> = {};
   for (const [name, body] of Object.entries(steps)) {
     wrapped[name] = async (input: never) => {

@@ -160,10 +160,16 @@ async function waitForBlockDevice(path: string): Promise<void> {
  * partition from 1 MiB to the end, attaches it, adds the partition with partx,
  * formats it XFS and mounts it on `<dir>/<name>`.
  */
-export async function createPartitionedXfsDisk(dir: string, name: string, sizeMiB: number, opts: PartitionedDiskOptions = {}): Promise<PartitionedDisk> {
+export async function createPartitionedXfsDisk(
+  dir: string,
+  name: string,
+  sizeMiB: number,
+  opts: PartitionedDiskOptions = {},
+): Promise<PartitionedDisk> {
   if (process.getuid?.() !== 0) throw new Error('loop devices and mount need root; run the integration tests as root');
   // The partition is 1 MiB smaller than the disk, and XFS wants its 300 MiB.
-  if (!Number.isInteger(sizeMiB) || sizeMiB < XFS_MIN_MIB + 2) throw new Error(`a partitioned disk needs an integer size >= ${XFS_MIN_MIB + 2} MiB, got ${sizeMiB}`);
+  if (!Number.isInteger(sizeMiB) || sizeMiB < XFS_MIN_MIB + 2)
+    throw new Error(`a partitioned disk needs an integer size >= ${XFS_MIN_MIB + 2} MiB, got ${sizeMiB}`);
   const image = join(dir, `${name}.img`);
   const mountPoint = join(dir, name);
   const handle = await open(image, 'wx');
@@ -178,17 +184,25 @@ export async function createPartitionedXfsDisk(dir: string, name: string, sizeMi
     await rm(image, { force: true });
     throw error;
   }
-  const disk = (await execa('losetup', ['--find', '--show', image]).catch(async (error: unknown) => {
-    await rm(image, { force: true });
-    throw error;
-  })).stdout.trim();
+  const disk = (
+    await execa('losetup', ['--find', '--show', image]).catch(async (error: unknown) => {
+      await rm(image, { force: true });
+      throw error;
+    })
+  ).stdout.trim();
   const partition = new PartitionVolume(image, `${disk}p1`, mountPoint, opts.label);
   const made = new LoopPartitionedDisk(image, disk, partition);
   try {
     made.markPartitioned();
     await execa('partx', ['-a', disk]);
     await waitForBlockDevice(partition.device);
-    await execa('mkfs.xfs', ['-f', '-q', ...(opts.label ? ['-L', opts.label] : []), ...(opts.uuid ? ['-m', `uuid=${opts.uuid}`] : []), partition.device]);
+    await execa('mkfs.xfs', [
+      '-f',
+      '-q',
+      ...(opts.label ? ['-L', opts.label] : []),
+      ...(opts.uuid ? ['-m', `uuid=${opts.uuid}`] : []),
+      partition.device,
+    ]);
     await mkdir(mountPoint, { recursive: true });
     await partition.mount();
   } catch (error) {

@@ -32,7 +32,10 @@ async function main(): Promise<void> {
   const crash = JSON.parse(crashJson ?? '{}') as RestoreCrashPoint;
   const runId = newRunId();
   const log = createLogger({ stateDir: config.paths.state, format: 'json', quiet: true, runId, command: `crash-harness ${command}` });
-  const backupId = (await (await (await import('../../src/targets/index.js')).createTarget(config.target)).list()).filter((b) => b.metadata.host === config.host).at(-1)?.id ?? '';
+  const backupId =
+    (await (await (await import('../../src/targets/index.js')).createTarget(config.target)).list())
+      .filter((b) => b.metadata.host === config.host)
+      .at(-1)?.id ?? '';
   const outcome = await runRestore(
     config,
     log,

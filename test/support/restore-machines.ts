@@ -68,7 +68,9 @@ export interface OldMachine {
 
 /** Snapshots root as a restore must bring it back: no runtime content (never copied back), no paths.state (which the restore itself writes). */
 export async function rootTree(root: string): Promise<Snapshot> {
-  const runtime = await Promise.all(SYSTEM_VOLATILE_DIRS.map(async (d) => (await readdir(join(root, d)).catch(() => [])).map((n) => `${d}/${n}`)));
+  const runtime = await Promise.all(
+    SYSTEM_VOLATILE_DIRS.map(async (d) => (await readdir(join(root, d)).catch(() => [])).map((n) => `${d}/${n}`)),
+  );
   return snapshotTree(root, { exclude: [STATE_IN_ROOT, ...runtime.flat()] });
 }
 
@@ -78,7 +80,10 @@ export async function buildOldMachine(): Promise<OldMachine> {
   const target = await createTargetVolume(work);
   const modules = join(work, 'modules');
   await mkdir(modules);
-  for (const [name, text] of [['10-db.backup', DB_BACKUP], ['10-db.restore', DB_RESTORE]] as const) {
+  for (const [name, text] of [
+    ['10-db.backup', DB_BACKUP],
+    ['10-db.restore', DB_RESTORE],
+  ] as const) {
     await writeFile(join(modules, name), text);
     await chmod(join(modules, name), 0o755);
   }
@@ -101,11 +106,20 @@ export async function buildOldMachine(): Promise<OldMachine> {
   });
   const tick = await runCli(config, ['tick']);
   const listed = await listBackups(config);
-  if (tick.exitCode !== 0 || listed.length !== 1) throw new Error(`the old machine's backup failed: ${JSON.stringify(tick)}; list: ${JSON.stringify(listed)}`);
+  if (tick.exitCode !== 0 || listed.length !== 1)
+    throw new Error(`the old machine's backup failed: ${JSON.stringify(tick)}; list: ${JSON.stringify(listed)}`);
   const backup = listed[0]!;
   const dump = await readFile(join(sandbox.home.mountPoint, 'system/spool/db.dump'), 'utf8');
-  const trees = { root: await rootTree(root), boot: await snapshotTree(sandbox.boot.mountPoint), home: await snapshotTree(sandbox.home.mountPoint) };
-  const ids = { root: await probeFs(sandbox.root.device), boot: await probeFs(sandbox.boot.device), home: await probeFs(sandbox.home.device) };
+  const trees = {
+    root: await rootTree(root),
+    boot: await snapshotTree(sandbox.boot.mountPoint),
+    home: await snapshotTree(sandbox.home.mountPoint),
+  };
+  const ids = {
+    root: await probeFs(sandbox.root.device),
+    boot: await probeFs(sandbox.boot.device),
+    home: await probeFs(sandbox.home.device),
+  };
   // The server burns down.
   for (const volume of [sandbox.home, sandbox.boot, sandbox.root]) await volume.unmount();
   return { work, sandbox, target, modules, config, backup, dump, trees, ids };
@@ -164,11 +178,25 @@ export async function installNewMachine(old: OldMachine, name: string): Promise<
     const state = join(root.mountPoint, STATE_IN_ROOT);
     const config = await writeSandboxConfig(
       { dir, root, boot, home, cleanup: async () => undefined },
-      { file: join(dir, 'config.yaml'), target: old.target.mountPoint, requireMount: true, modules: old.modules, state, extra: RESTORE_SECTION },
+      {
+        file: join(dir, 'config.yaml'),
+        target: old.target.mountPoint,
+        requireMount: true,
+        modules: old.modules,
+        state,
+        extra: RESTORE_SECTION,
+      },
     );
     const initrdConfig = await writeSandboxConfig(
       { dir, root, boot, home, cleanup: async () => undefined },
-      { file: join(dir, 'initrd.yaml'), target: old.target.mountPoint, requireMount: true, modules: old.modules, state: join(home.mountPoint, SYSTEM_COPY, STATE_IN_ROOT), extra: RESTORE_SECTION },
+      {
+        file: join(dir, 'initrd.yaml'),
+        target: old.target.mountPoint,
+        requireMount: true,
+        modules: old.modules,
+        state: join(home.mountPoint, SYSTEM_COPY, STATE_IN_ROOT),
+        extra: RESTORE_SECTION,
+      },
     );
     const tmp = join(dir, 'tmp');
     await mkdir(tmp);
@@ -199,11 +227,17 @@ export async function trees(m: NewMachine): Promise<Trees> {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function executable(p: string): Promise<boolean> {
-  return stat(p).then((s) => (s.mode & 0o111) !== 0, () => false);
+  return stat(p).then(
+    (s) => (s.mode & 0o111) !== 0,
+    () => false,
+  );
 }
 
 /** The seed's markers and this program's working files, as found on the new machine. */

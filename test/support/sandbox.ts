@@ -214,21 +214,11 @@ class LoopXfsVolume implements XfsVolume {
 }
 
 /** Creates `<dir>/<name>.img`, formats it as XFS on a loop device and mounts it on `<dir>/<name>`. */
-export async function createXfsVolume(
-  dir: string,
-  name: string,
-  sizeMiB: number,
-  opts: XfsVolumeOptions = {},
-): Promise<XfsVolume> {
+export async function createXfsVolume(dir: string, name: string, sizeMiB: number, opts: XfsVolumeOptions = {}): Promise<XfsVolume> {
   return createLoopVolume(dir, name, sizeMiB, opts);
 }
 
-async function createLoopVolume(
-  dir: string,
-  name: string,
-  sizeMiB: number,
-  opts: XfsVolumeOptions,
-): Promise<LoopXfsVolume> {
+async function createLoopVolume(dir: string, name: string, sizeMiB: number, opts: XfsVolumeOptions): Promise<LoopXfsVolume> {
   assertRoot();
   validate(name, sizeMiB, opts);
   const image = join(dir, `${name}.img`);

@@ -251,9 +251,7 @@ function show(field: keyof Entry, value: unknown): string {
 
 function diffXattrs(a: Record<string, string>, b: Record<string, string>): string[] {
   const names = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
-  return names
-    .filter((n) => a[n] !== b[n])
-    .map((n) => `xattr ${n}: ${a[n] ?? '(missing)'} != ${b[n] ?? '(missing)'}`);
+  return names.filter((n) => a[n] !== b[n]).map((n) => `xattr ${n}: ${a[n] ?? '(missing)'} != ${b[n] ?? '(missing)'}`);
 }
 
 function ignoresMtime(path: string, a: Entry, b: Entry, opts: DiffOptions): boolean {

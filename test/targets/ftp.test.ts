@@ -339,7 +339,9 @@ describe('FTP target on a real vsftpd (plain FTP)', () => {
 
   it('secure: true against a server without FTPS says the server does not offer it', async () => {
     const e = await failure(ftpTarget(server, fresh(), { secure: true }).check());
-    expect(e.message).toBe('the FTP server does not offer explicit FTPS (AUTH TLS was answered with: 530 Please login with USER and PASS.)');
+    expect(e.message).toBe(
+      'the FTP server does not offer explicit FTPS (AUTH TLS was answered with: 530 Please login with USER and PASS.)',
+    );
   });
 
   it('connection dropped mid-download: the reader gets a clear error, not a short stream', async () => {
@@ -384,7 +386,9 @@ describe('FTP target faults that need a server of their own', () => {
         /^the FTP server is full: it stopped taking the backup after [\d.]+ MiB had been sent \(451 Failure writing to local file\.\); the partial upload was removed$/,
       );
       expect(e.where).toBe(`ftp://${own.user}@127.0.0.1:${own.port}/b/host-2.xfsdump.partial`);
-      expect(e.hint).toBe(`Free space on the FTP server (or raise the quota of ${own.user}) or lower target.retention.keep; the earlier backups were kept`);
+      expect(e.hint).toBe(
+        `Free space on the FTP server (or raise the quota of ${own.user}) or lower target.retention.keep; the earlier backups were kept`,
+      );
       expect(localFiles(own, dir)).toEqual(['host-1.meta.json', 'host-1.xfsdump']);
       await expectIntact(target, 'host-1', earlier);
       // The space is back: the next run can write.
@@ -487,7 +491,13 @@ describe('FTP target on a real vsftpd (explicit FTPS, self-signed certificate)',
 });
 
 describe('FTP target configuration', () => {
-  const minimal = { type: 'ftp', host: 'ftp.example.org', user: 'backup', password_file: '/etc/syn3-backup/ftp.pass', directory: '/backups/host' };
+  const minimal = {
+    type: 'ftp',
+    host: 'ftp.example.org',
+    user: 'backup',
+    password_file: '/etc/syn3-backup/ftp.pass',
+    directory: '/backups/host',
+  };
 
   it('fills in port 21, plain FTP with verified certificates, a 30 s timeout and keep 7', () => {
     expect(ftpTargetSchema.parse(minimal)).toEqual({
@@ -526,7 +536,9 @@ describe('FTP password file', () => {
     chmodSync(file, 0o644);
     const e = await failure(readPasswordFile(file));
     expect(e.kind).toBe('config');
-    expect(e.paragraph()).toBe(`${file}: the FTP password file is open to other users (mode 0644). Make it readable by root only: chmod 600 ${file}.`);
+    expect(e.paragraph()).toBe(
+      `${file}: the FTP password file is open to other users (mode 0644). Make it readable by root only: chmod 600 ${file}.`,
+    );
     chmodSync(file, 0o640);
     await expect(readPasswordFile(file)).rejects.toThrow('the FTP password file is open to its group (mode 0640)');
   });
@@ -537,7 +549,9 @@ describe('FTP password file', () => {
       ftpTargetSchema.parse({ type: 'ftp', host: '127.0.0.1', port: 9, user: 'u', password_file: file, directory: '/b' }),
     );
     const e = await failure(target.check());
-    expect(e.paragraph()).toBe(`${file}: the FTP password file does not exist. Put the password on one line in it (chmod 600), or correct target.password_file.`);
+    expect(e.paragraph()).toBe(
+      `${file}: the FTP password file does not exist. Put the password on one line in it (chmod 600), or correct target.password_file.`,
+    );
   });
 });
 

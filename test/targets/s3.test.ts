@@ -209,7 +209,13 @@ describe('S3 target on a real Ceph RADOS Gateway: the Target contract', () => {
     await target.write('b1', streamOf(previous));
     const metadata = metadataFor('b1', previous);
     const stored = await target.commit('b1', metadata);
-    expect(stored).toEqual({ id: 'b1', created: metadata.created, size: previous.length, location: `s3://${bucket}/${PREFIX}b1/home.xfsdump at ${server.endpoint}`, metadata });
+    expect(stored).toEqual({
+      id: 'b1',
+      created: metadata.created,
+      size: previous.length,
+      location: `s3://${bucket}/${PREFIX}b1/home.xfsdump at ${server.endpoint}`,
+      metadata,
+    });
     expect(await target.list()).toEqual([stored]);
     expect(await keys(bucket)).toEqual([`${PREFIX}b1/home.xfsdump`, `${PREFIX}b1/manifest.json`]);
   });
@@ -282,7 +288,9 @@ describe('S3 target on a real Ceph RADOS Gateway: the Target contract', () => {
     await target.write('left', streamOf(previous));
     await target.write('current', streamOf(previous));
     const { UploadId } = await admin.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `${PREFIX}crashed/home.xfsdump` }));
-    await admin.send(new UploadPartCommand({ Bucket: bucket, Key: `${PREFIX}crashed/home.xfsdump`, UploadId, PartNumber: 1, Body: randomBytes(5 * MiB) }));
+    await admin.send(
+      new UploadPartCommand({ Bucket: bucket, Key: `${PREFIX}crashed/home.xfsdump`, UploadId, PartNumber: 1, Body: randomBytes(5 * MiB) }),
+    );
     expect((await target.cleanPending('current')).sort()).toEqual(['crashed', 'left']);
     expect(await unfinishedUploads(bucket)).toEqual([]);
     expect(await keys(bucket)).toEqual([`${PREFIX}current/home.xfsdump`, `${PREFIX}done/home.xfsdump`, `${PREFIX}done/manifest.json`]);
@@ -307,7 +315,9 @@ describe('S3 target on a real Ceph RADOS Gateway: the Target contract', () => {
     const { target, bucket } = await setUp();
     const e = await failure(target.open('absent'));
     expect(e.kind).toBe('target');
-    expect(e.paragraph()).toBe(`s3://${bucket}/${PREFIX}absent/home.xfsdump at ${server.endpoint}: the backup object is not on the target. "syn3-backup list" shows the backups that are there.`);
+    expect(e.paragraph()).toBe(
+      `s3://${bucket}/${PREFIX}absent/home.xfsdump at ${server.endpoint}: the backup object is not on the target. "syn3-backup list" shows the backups that are there.`,
+    );
   });
 
   it('refuses a credentials file that group or others can read, before any request', async () => {
@@ -317,7 +327,9 @@ describe('S3 target on a real Ceph RADOS Gateway: the Target contract', () => {
     const { target } = await setUp({ credentials_file: loose });
     const e = await failure(target.check());
     expect(e.kind).toBe('config');
-    expect(e.paragraph()).toBe(`${loose}: the S3 credentials file is open to group or others (mode 0640). Run "chmod 600 ${loose}" (the secret key must be readable by root only), and consider replacing the keys.`);
+    expect(e.paragraph()).toBe(
+      `${loose}: the S3 credentials file is open to group or others (mode 0640). Run "chmod 600 ${loose}" (the secret key must be readable by root only), and consider replacing the keys.`,
+    );
   });
 
   it('refuses a missing credentials file, saying what it must hold', async () => {
@@ -441,7 +453,9 @@ describe('S3 target faults: a clear error, a failed run, the previous backup kep
     expect(e).toBeInstanceOf(UserError);
     const err = e as UserError;
     expect(err.kind).toBe('target');
-    expect(err.message).toMatch(/^the connection to the S3 server was lost during the upload \((ECONNREFUSED|ECONNRESET|EPIPE)\); the backup was not stored$/);
+    expect(err.message).toMatch(
+      /^the connection to the S3 server was lost during the upload \((ECONNREFUSED|ECONNRESET|EPIPE)\); the backup was not stored$/,
+    );
     expect(err.hint).toBe(
       `Check that the server at ${server.endpoint} is running and reachable from this machine, then run again; the earlier backups were kept, and the next run removes what the interrupted upload left`,
     );

@@ -159,12 +159,22 @@ describe('smb target: reading what smbclient says', () => {
   });
 
   it('tells a full share from a dropped connection, past the harmless mkdir message', () => {
-    const said = 'NT_STATUS_OBJECT_NAME_COLLISION making remote directory \\.incoming\nNT_STATUS_INVALID_NETWORK_RESPONSE closing remote file \\x\ncli_push returned NT_STATUS_DISK_FULL';
+    const said =
+      'NT_STATUS_OBJECT_NAME_COLLISION making remote directory \\.incoming\nNT_STATUS_INVALID_NETWORK_RESPONSE closing remote file \\x\ncli_push returned NT_STATUS_DISK_FULL';
     expect(classifySmbFailure(said)).toEqual({ failure: 'full', status: 'NT_STATUS_DISK_FULL' });
     expect(classifySmbFailure('', 'SIGPIPE')).toEqual({ failure: 'dropped' });
-    expect(classifySmbFailure('session setup failed: NT_STATUS_LOGON_FAILURE')).toEqual({ failure: 'credentials', status: 'NT_STATUS_LOGON_FAILURE' });
-    expect(classifySmbFailure('cd \\a\\b\\: NT_STATUS_OBJECT_PATH_NOT_FOUND')).toEqual({ failure: 'directory', status: 'NT_STATUS_OBJECT_PATH_NOT_FOUND' });
-    expect(classifySmbFailure('protocol negotiation failed: NT_STATUS_IO_TIMEOUT')).toEqual({ failure: 'unreachable', status: 'NT_STATUS_IO_TIMEOUT' });
+    expect(classifySmbFailure('session setup failed: NT_STATUS_LOGON_FAILURE')).toEqual({
+      failure: 'credentials',
+      status: 'NT_STATUS_LOGON_FAILURE',
+    });
+    expect(classifySmbFailure('cd \\a\\b\\: NT_STATUS_OBJECT_PATH_NOT_FOUND')).toEqual({
+      failure: 'directory',
+      status: 'NT_STATUS_OBJECT_PATH_NOT_FOUND',
+    });
+    expect(classifySmbFailure('protocol negotiation failed: NT_STATUS_IO_TIMEOUT')).toEqual({
+      failure: 'unreachable',
+      status: 'NT_STATUS_IO_TIMEOUT',
+    });
   });
 });
 
@@ -191,7 +201,13 @@ describe('smb target: the Target contract against a real smbd', () => {
     await target.write('b1', streamOf(data));
     const metadata = metadataFor('b1', data);
     const stored = await target.commit('b1', metadata);
-    expect(stored).toEqual({ id: 'b1', created: metadata.created, size: data.length, location: `${config.share}/${config.directory}/b1.xfsdump`, metadata });
+    expect(stored).toEqual({
+      id: 'b1',
+      created: metadata.created,
+      size: data.length,
+      location: `${config.share}/${config.directory}/b1.xfsdump`,
+      metadata,
+    });
     expect(readdirSync(local).sort()).toEqual(['.incoming', 'b1.meta.json', 'b1.xfsdump']);
     expect(incoming(local)).toEqual([]);
     expect(JSON.parse(readFileSync(join(local, 'b1.meta.json'), 'utf8'))).toEqual(metadata);
@@ -317,7 +333,9 @@ describe('smb target: the credentials file', () => {
     const { target } = setUp({ credentials_file: file });
     const e = await failure(target.write('b1', streamOf(randomBytes(10))));
     expect(e.kind).toBe('config');
-    expect(e.paragraph()).toBe(`${file}: the SMB credentials file is readable by other users (mode 0644). It holds a password: make it private with chmod 600 ${file}.`);
+    expect(e.paragraph()).toBe(
+      `${file}: the SMB credentials file is readable by other users (mode 0644). It holds a password: make it private with chmod 600 ${file}.`,
+    );
   });
 
   it('is refused when it does not exist', async () => {
@@ -461,7 +479,9 @@ describe('smb target: faults fail the run with a clear error and keep the previo
     const e = await failure(target.write('next', source));
     await crashed;
     expect(e.kind).toBe('target');
-    expect(e.message).toMatch(/^the connection to the SMB server was lost during the transfer; the partial backup was discarded \((NT_STATUS_[A-Z_]+|smbclient was killed by SIGPIPE)\)$/);
+    expect(e.message).toMatch(
+      /^the connection to the SMB server was lost during the transfer; the partial backup was discarded \((NT_STATUS_[A-Z_]+|smbclient was killed by SIGPIPE)\)$/,
+    );
     expect(e.where).toBe(`${config.share}/${config.directory}/.incoming/next.xfsdump`);
     expect(e.hint).toBe('Check the server and the network, then run again; the earlier backups were kept');
     await server.restart();

@@ -319,7 +319,9 @@ describe('tape target: retention and leftovers', () => {
     );
     await expect(tape().write('b1', broken)).rejects.toThrow('xfsdump stopped');
     expect(await tape().list()).toEqual([]);
-    expect((await failure(tape().openPending('b1'))).message).toBe('backup b1 is not on the loaded tape (it holds an unfinished write of b1)');
+    expect((await failure(tape().openPending('b1'))).message).toBe(
+      'backup b1 is not on the loaded tape (it holds an unfinished write of b1)',
+    );
     expect(await tape().cleanPending()).toEqual(['b1']);
     await backUp(tape(), 'b2', data);
     await expectIntact(tape(), 'b2', data);
@@ -368,7 +370,14 @@ describe('tape target: reading the drive', () => {
 describe('tape target configuration', () => {
   it('takes block_size in bytes or as a KiB/MiB string, defaulting to 256KiB', () => {
     const parse = (block_size?: unknown) => tapeTargetSchema.parse({ type: 'tape', ...(block_size === undefined ? {} : { block_size }) });
-    expect(parse()).toEqual({ type: 'tape', device: '/dev/nst0', block_size: 256 * KiB, eject: false, overwrite: false, retention: { keep: 1 } });
+    expect(parse()).toEqual({
+      type: 'tape',
+      device: '/dev/nst0',
+      block_size: 256 * KiB,
+      eject: false,
+      overwrite: false,
+      retention: { keep: 1 },
+    });
     expect(parse('64KiB').block_size).toBe(64 * KiB);
     expect(parse('1MiB').block_size).toBe(MiB);
     expect(parse('512k').block_size).toBe(512 * KiB);

@@ -56,7 +56,10 @@ let fake: Fake;
 
 function stub(name: string, body = ''): void {
   const file = join(fake.bin, name);
-  writeFileSync(file, `#!/bin/sh\nprintf '%s' ${JSON.stringify(name)} >>"$STUB_LOG"\nfor a in "$@"; do printf ' [%s]' "$a" >>"$STUB_LOG"; done\necho >>"$STUB_LOG"\n${body}\n`);
+  writeFileSync(
+    file,
+    `#!/bin/sh\nprintf '%s' ${JSON.stringify(name)} >>"$STUB_LOG"\nfor a in "$@"; do printf ' [%s]' "$a" >>"$STUB_LOG"; done\necho >>"$STUB_LOG"\n${body}\n`,
+  );
   chmodSync(file, 0o755);
 }
 
@@ -337,7 +340,11 @@ describe('initramfs-hook', () => {
     hookFunctions = join(fake.dir, 'hook-functions');
     writeFileSync(
       hookFunctions,
-      ['copy_exec() { echo "copy_exec $*" >>"$STUB_LOG"; }', 'manual_add_modules() { echo "manual_add_modules $*" >>"$STUB_LOG"; }', ''].join('\n'),
+      [
+        'copy_exec() { echo "copy_exec $*" >>"$STUB_LOG"; }',
+        'manual_add_modules() { echo "manual_add_modules $*" >>"$STUB_LOG"; }',
+        '',
+      ].join('\n'),
     );
   });
 
@@ -348,7 +355,11 @@ describe('initramfs-hook', () => {
   });
 
   it('without initrd.conf adds nothing and succeeds', () => {
-    const r = runScript(HOOK, { DESTDIR: destdir, SYN3_HOOK_FUNCTIONS: hookFunctions, SYN3_INITRD_CONF: join(fake.dir, 'absent.conf') }, { errexit: true });
+    const r = runScript(
+      HOOK,
+      { DESTDIR: destdir, SYN3_HOOK_FUNCTIONS: hookFunctions, SYN3_INITRD_CONF: join(fake.dir, 'absent.conf') },
+      { errexit: true },
+    );
     expect(r.status).toBe(0);
     expect(r.calls).toEqual([]);
     expect(readdirSync(destdir)).toEqual([]);
@@ -366,7 +377,8 @@ describe('initramfs-hook', () => {
     expect(r.status).toBe(0);
     expect(readFileSync(join(destdir, 'etc/syn3-backup/initrd.conf'), 'utf8')).toBe(readFileSync(fake.conf, 'utf8'));
     expect(r.calls).toContain('manual_add_modules xfs');
-    if (existsSync('/sbin/blkid') || existsSync('/usr/sbin/blkid')) expect(r.calls.some((c) => /^copy_exec \S*blkid \/sbin\/blkid$/.test(c))).toBe(true);
+    if (existsSync('/sbin/blkid') || existsSync('/usr/sbin/blkid'))
+      expect(r.calls.some((c) => /^copy_exec \S*blkid \/sbin\/blkid$/.test(c))).toBe(true);
   });
 });
 
@@ -413,7 +425,9 @@ describe('systemd units and the cron job', () => {
     expect(unit('syn3-backup.service')).toMatch(/^ExecStart=\/usr\/local\/bin\/syn3-backup tick$/m);
   });
   it('the cron job ticks hourly as root with a PATH', () => {
-    const lines = unit('cron').split('\n').filter((l) => l && !l.startsWith('#'));
+    const lines = unit('cron')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'));
     expect(lines).toContain('0 * * * * root /usr/local/bin/syn3-backup tick');
     expect(lines.some((l) => l.startsWith('PATH=/usr/local/sbin:/usr/local/bin:'))).toBe(true);
   });
@@ -425,14 +439,20 @@ describe('systemd units and the cron job', () => {
       writeFileSync(join(dir, name), unit(name).replace(/\/usr\/local\/bin\/syn3-backup/g, '/bin/true'));
     }
     try {
-      execFileSync('systemd-analyze', ['verify', ...['syn3-backup-resume.service', 'syn3-backup.service', 'syn3-backup.timer'].map((n) => join(dir, n))], {
-        encoding: 'utf8',
-        stdio: 'pipe',
-      });
+      execFileSync(
+        'systemd-analyze',
+        ['verify', ...['syn3-backup-resume.service', 'syn3-backup.service', 'syn3-backup.timer'].map((n) => join(dir, n))],
+        {
+          encoding: 'utf8',
+          stdio: 'pipe',
+        },
+      );
     } catch (e) {
       const stderr = String((e as { stderr?: string }).stderr ?? '');
       // Without a running systemd it cannot load the dependency graph; only complaints about our files count.
-      const ours = stderr.split('\n').filter((l) => l.includes('syn3-backup') && !/Failed to (connect|initialize|create)|bus|not booted/i.test(l));
+      const ours = stderr
+        .split('\n')
+        .filter((l) => l.includes('syn3-backup') && !/Failed to (connect|initialize|create)|bus|not booted/i.test(l));
       expect(ours).toEqual([]);
     }
   });

@@ -293,7 +293,7 @@ describe('loadConfig', () => {
     expect(config.schedule).toEqual({ kind: 'every', ms: 6 * HOUR });
   });
 
-  it('reports errors in the file with the file\'s own path and line', async () => {
+  it("reports errors in the file with the file's own path and line", async () => {
     const file = await tempFile(yaml(...SCHEDULE, 'targt:', '  type: file'));
     expect(() => loadConfig(file)).toThrow(UserError);
     try {

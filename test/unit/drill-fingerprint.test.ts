@@ -32,12 +32,14 @@ function fingerprint(rows: Record<string, Row>): string {
   const hashes: string[] = [];
   const xattrs: string[] = [];
   for (const [path, r] of Object.entries(rows)) {
-    files.push([r.type ?? 'f', r.mode ?? '0644', r.owner ?? '0:0', r.size ?? '5', r.mtime ?? '1700000000.5', path, r.link ?? ''].join('\t'));
+    files.push(
+      [r.type ?? 'f', r.mode ?? '0644', r.owner ?? '0:0', r.size ?? '5', r.mtime ?? '1700000000.5', path, r.link ?? ''].join('\t'),
+    );
     if ((r.type ?? 'f') === 'f') hashes.push(`${r.sha256 ?? HASH_A}  ${path}`);
     if (r.xattrs) xattrs.push(`# file: ${path}\n${r.xattrs.join('\n')}\n`);
   }
-  writeFileSync(join(dir, 'files.tsv'), files.join('\n') + '\n');
-  writeFileSync(join(dir, 'sha256.txt'), hashes.join('\n') + '\n');
+  writeFileSync(join(dir, 'files.tsv'), `${files.join('\n')}\n`);
+  writeFileSync(join(dir, 'sha256.txt'), `${hashes.join('\n')}\n`);
   writeFileSync(join(dir, 'xattrs.txt'), xattrs.join('\n'));
   return dir;
 }
@@ -92,13 +94,24 @@ describe('compareFingerprints', () => {
   });
 
   it('lets through only what an allowance covers, and counts it', () => {
-    const allowances = [{ path: '/var/log/', why: 'logs' }, { path: '/etc/exact', why: 'one file' }];
+    const allowances = [
+      { path: '/var/log/', why: 'logs' },
+      { path: '/etc/exact', why: 'one file' },
+    ];
     const r = compare(
       { '/var/log/syslog': {}, '/var/logbook': {}, '/etc/exact': {}, '/etc/exact2': {} },
-      { '/var/log/syslog': { sha256: HASH_B }, '/var/logbook': { sha256: HASH_B }, '/etc/exact': { sha256: HASH_B }, '/etc/exact2': { sha256: HASH_B } },
+      {
+        '/var/log/syslog': { sha256: HASH_B },
+        '/var/logbook': { sha256: HASH_B },
+        '/etc/exact': { sha256: HASH_B },
+        '/etc/exact2': { sha256: HASH_B },
+      },
       allowances,
     );
     expect(r.failures.map((f) => f.path)).toEqual(['/var/logbook', '/etc/exact2']);
-    expect(r.allowed.map((a) => [a.allowance.path, a.count])).toEqual([['/var/log/', 1], ['/etc/exact', 1]]);
+    expect(r.allowed.map((a) => [a.allowance.path, a.count])).toEqual([
+      ['/var/log/', 1],
+      ['/etc/exact', 1],
+    ]);
   });
 });

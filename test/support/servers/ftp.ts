@@ -190,9 +190,21 @@ class Server implements FtpServer {
     if (this.tls) {
       const key = join(this.dir, 'key.pem');
       must('openssl', [
-        'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-        '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-        '-keyout', key, '-out', this.certFile!,
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        this.certFile!,
       ]);
       chmodSync(key, 0o600);
       conf.push(

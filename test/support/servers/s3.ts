@@ -422,11 +422,15 @@ function answers(port: number): Promise<boolean> {
 /** Ports the kernel hands out as free on 127.0.0.1 (all held at once, so they differ). */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-      const s = createServer();
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
   );
   const ports = servers.map((s) => {
     const a = s.address();
@@ -440,7 +444,11 @@ function logTails(dir: string): string {
   const out: string[] = [];
   for (const f of ['mon.out', 'osd.out', 'rgw.out', 'client.rgw.a.log']) {
     try {
-      const text = readFileSync(join(dir, 'log', f), 'utf8').trimEnd().split('\n').slice(-8).join('\n');
+      const text = readFileSync(join(dir, 'log', f), 'utf8')
+        .trimEnd()
+        .split('\n')
+        .slice(-8)
+        .join('\n');
       if (text) out.push(`--- ${f}\n${text}`);
     } catch {
       // No such log.
@@ -448,4 +456,3 @@ function logTails(dir: string): string {
   }
   return out.join('\n');
 }
-

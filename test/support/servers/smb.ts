@@ -61,7 +61,7 @@ export interface SmbServer {
 /** What is missing to run a real smbd here, or undefined. */
 export function smbServerMissing(): string | undefined {
   if (process.getuid?.() !== 0) return 'the Samba tests need root (smbd serves files as root, tmpfs mounts)';
-  for (const [tool, pkg] of [
+  for (const [tool, _pkg] of [
     ['smbd', 'samba'],
     ['smbpasswd', 'samba'],
     ['smbclient', 'smbclient'],
@@ -261,4 +261,3 @@ async function accepts(port: number): Promise<boolean> {
     socket.on('connect', () => done(true));
   });
 }
-
