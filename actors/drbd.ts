@@ -7,8 +7,8 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../src/config/schema.js';
 import { removeMarker, DRBD_MARKER } from './markers.js';
-import { run } from './run.js';
-import { which } from './tools.js';
+import { run } from '../src/system/run.js';
+import { which } from '../src/system/tools.js';
 
 async function drbdResources(config: Config): Promise<string[]> {
   // drbdadm reads the running system's /etc: a sandbox's root is never that.

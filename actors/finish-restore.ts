@@ -5,33 +5,23 @@
  */
 import { chmod, rm } from 'node:fs/promises';
 import type { Config } from '../src/config/schema.js';
-import { abandonInterruptedBackup } from '../src/restore/run.js';
 import { markerPaths } from './markers.js';
 
-export async function finishRestore(
-  config: Config,
-  log: (m: string) => void,
-  backupId: string,
-): Promise<{ cleaned: string[]; finishedAt: number }> {
+export async function finishRestore(config: Config, log: (m: string) => void): Promise<{ cleaned: string[]; finishedAt: number }> {
   const m = markerPaths(config);
   const cleaned: string[] = [];
   for (const script of [m.postRestore, m.postRestoreInCopy]) {
-    if (
-      await chmod(script, 0o644).then(
-        () => true,
-        () => false,
-      )
-    )
-      cleaned.push(script);
+    const disarmed = await chmod(script, 0o644).then(
+      () => true,
+      () => false,
+    );
+    if (disarmed) cleaned.push(script);
   }
   await rm(m.restoreDir, { recursive: true, force: true });
   await rm(m.initrdConf, { force: true });
   // The copy's drbd.primary only rode along to /boot in the initrd; /home must hold what the backup held.
   await rm(m.drbd, { force: true });
   cleaned.push(m.restoreDir, m.initrdConf, m.drbd);
-  if (abandonInterruptedBackup(config, `the system was restored from backup ${backupId} while this run was copying it`)) {
-    log('the backup run that was copying the system at backup time was written off');
-  }
   log('restore finished: post.restore disarmed, working files removed');
   return { cleaned, finishedAt: Date.now() };
 }

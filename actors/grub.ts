@@ -1,8 +1,8 @@
 /** post.restore: reinstall GRUB's boot code on the recorded boot disk(s), and regenerate grub.cfg on a real system. */
 import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
-import { run } from './run.js';
-import { requireTools } from './tools.js';
+import { run } from '../src/system/run.js';
+import { requireTools } from '../src/system/tools.js';
 
 export async function reinstallGrub(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ devices: string[] }> {
   if (!plan.grubDisks.length) {

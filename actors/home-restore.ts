@@ -9,8 +9,8 @@ import { UserError } from '../src/errors.js';
 import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
 import type { Target } from '../src/targets/target.js';
-import { format } from './mkfs.js';
-import { mount, mountPointsOf, unmount } from './mount.js';
+import { format } from '../src/system/mkfs.js';
+import { mount, mountPointsOf, unmount } from '../src/system/mount.js';
 import { restoreHome, restoreHomeFromFile } from './xfsrestore.js';
 
 export async function formatHome(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ device: string }> {

@@ -4,8 +4,8 @@
  */
 import type { FsIdentity, SystemLayout } from '../machines/types.js';
 import { UserError } from '../src/errors.js';
-import { mountAt } from '../src/mounts.js';
-import { run } from './run.js';
+import { mountAt } from '../src/system/mounts.js';
+import { run } from '../src/system/run.js';
 import { readFile, realpath } from 'node:fs/promises';
 import { basename } from 'node:path';
 

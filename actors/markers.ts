@@ -9,8 +9,8 @@ import { dirname, join } from 'node:path';
 import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
 import { writeDurable, writeJsonDurable } from '../src/state/durable.js';
-import { run } from './run.js';
-import { which } from './tools.js';
+import { run } from '../src/system/run.js';
+import { which } from '../src/system/tools.js';
 
 export const SPOOL_MARKER = '.syn3restorespool';
 export const SYSTEM_MARKER = '.syn3restoresystem';

@@ -6,7 +6,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../src/errors.js';
-import { lastLines, run } from './run.js';
+import { lastLines, run } from '../src/system/run.js';
 
 export interface ModuleRun {
   dir: string;

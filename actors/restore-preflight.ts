@@ -9,11 +9,11 @@ import type { DeviceRef, RestorePlan } from '../machines/restore-types.js';
 import type { FsIdentity } from '../machines/types.js';
 import type { Config } from '../src/config/schema.js';
 import { UserError } from '../src/errors.js';
-import { mountAt } from '../src/mounts.js';
+import { mountAt } from '../src/system/mounts.js';
 import type { StoredBackup, Target } from '../src/targets/target.js';
-import { probeUuid } from './mkfs.js';
-import { run } from './run.js';
-import { requireTools } from './tools.js';
+import { probeUuid } from '../src/system/mkfs.js';
+import { run } from '../src/system/run.js';
+import { requireTools } from '../src/system/tools.js';
 import { verifyStream } from './verify.js';
 
 export async function findBackup(target: Target, id: string): Promise<StoredBackup> {

@@ -6,7 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { relative, isAbsolute } from 'node:path';
-import { run } from './run.js';
+import { run } from '../src/system/run.js';
 
 export const RSYNC_OPTIONS = ['-aHAXS', '--numeric-ids', '--delete', '--one-file-system'] as const;
 

@@ -6,7 +6,7 @@
  */
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { run } from './run.js';
+import { run } from '../src/system/run.js';
 
 export interface StopRequest {
   home: string;

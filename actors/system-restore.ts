@@ -16,12 +16,12 @@ import { isAbsolute, join, relative } from 'node:path';
 import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
 import { UserError } from '../src/errors.js';
-import { format } from './mkfs.js';
-import { mount, mountPointsOf, unmount } from './mount.js';
+import { format } from '../src/system/mkfs.js';
+import { mount, mountPointsOf, unmount } from '../src/system/mount.js';
 import { markerPaths, removeMarker } from './markers.js';
 import { RSYNC_OPTIONS } from './rsync.js';
-import { run } from './run.js';
-import { requireTools } from './tools.js';
+import { run } from '../src/system/run.js';
+import { requireTools } from '../src/system/tools.js';
 
 const NOT_COPIED_BACK = ['/tmp/*', '/run/*', '/proc/*', '/sys/*', '/dev/*', '/home/*'];
 

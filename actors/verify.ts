@@ -8,10 +8,10 @@
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { UserError } from '../src/errors.js';
-import { Measure } from '../src/streams.js';
-import { decompressingInto, type Compression } from './compression.js';
-import { finish, start } from './run.js';
-import { XfsrestoreReport } from './xfsrestore-report.js';
+import { Measure } from '../src/system/streams.js';
+import { decompressingInto, type Compression } from '../src/system/compression.js';
+import { finish, start } from '../src/system/run.js';
+import { XfsrestoreReport } from '../src/system/xfsrestore-report.js';
 
 export interface Expected {
   bytes: number;

@@ -13,9 +13,9 @@ import { dirname } from 'node:path';
 import type { DumpResult } from '../machines/types.js';
 import type { Target } from '../src/targets/target.js';
 import { UserError } from '../src/errors.js';
-import { Measure } from '../src/streams.js';
-import { compressing, ZSTD_COMPRESS, type Compression } from './compression.js';
-import { finish, runChainToFile, start, type Command } from './run.js';
+import { Measure } from '../src/system/streams.js';
+import { compressing, ZSTD_COMPRESS, type Compression } from '../src/system/compression.js';
+import { finish, runChainToFile, start, type Command } from '../src/system/run.js';
 
 export interface DumpRequest {
   home: string;

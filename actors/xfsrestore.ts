@@ -7,11 +7,11 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../src/errors.js';
-import { Measure } from '../src/streams.js';
-import { decompressingInto, type Compression } from './compression.js';
+import { Measure } from '../src/system/streams.js';
+import { decompressingInto, type Compression } from '../src/system/compression.js';
 import { finished } from 'node:stream/promises';
-import { finish, run, start } from './run.js';
-import { XfsrestoreReport } from './xfsrestore-report.js';
+import { finish, run, start } from '../src/system/run.js';
+import { XfsrestoreReport } from '../src/system/xfsrestore-report.js';
 
 export function xfsrestoreArgs(home: string, file?: string): string[] {
   // Like xfsdump, xfsrestore reads stdin from a lone "-", not from "-f -".

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { dumpHome, xfsdumpArgs } from '../actors/xfsdump.js';
-import { Measure } from '../src/streams.js';
+import { Measure } from '../src/system/streams.js';
 import { FileTarget } from '../src/targets/file.js';
 import { cpuSeconds, dropCaches, timeRun } from './util.js';
 

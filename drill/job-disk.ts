@@ -7,7 +7,7 @@
 import { mkdtemp, readFile, rm, writeFile, copyFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../actors/run.js';
+import { run } from '../src/system/run.js';
 
 export interface Job {
   name: string;

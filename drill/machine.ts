@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { run } from '../actors/run.js';
+import { run } from '../src/system/run.js';
 import { DrillFailure } from './failure.js';
 import { boot, serialText } from './qemu.js';
 import type { Template } from './template.js';

@@ -22,7 +22,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from '../actors/run.js';
+import { run } from '../src/system/run.js';
 import { isUserError } from '../src/errors.js';
 import { requireDrillTools } from './tools.js';
 import { ALLOWED_DIFFERENCES } from './allowed-differences.js';

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../actors/run.js';
+import { run } from '../src/system/run.js';
 
 /** What an administrator's small server has, plus what syn3-backup drives, plus a database. */
 export const PACKAGES = [

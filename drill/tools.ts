@@ -1,5 +1,5 @@
 /** What the drill needs on this host, checked up front with one clear message. */
-import { which } from '../actors/tools.js';
+import { which } from '../src/system/tools.js';
 import { UserError } from '../src/errors.js';
 
 const NEEDED: Record<string, string> = {

@@ -8,6 +8,7 @@
  */
 import { assign, fromPromise, setup } from 'xstate';
 import { isDue, backoffAfter, type Schedule } from './schedule.js';
+import { TAGS } from './tags.js';
 import { failureOf, type BackupEntry, type DumpResult, type HistoryEntry, type SystemLayout } from './types.js';
 
 export const HISTORY_LIMIT = 100;
@@ -21,8 +22,17 @@ export interface CurrentRun {
   published?: BackupEntry;
 }
 
+/** A retention that failed after its backup was published: a warning until a later retention succeeds. */
+export interface RetentionWarning {
+  /** The backup whose run it was. */
+  id: string;
+  reason: string;
+  at: number;
+}
+
 export interface BackupContext {
   run?: CurrentRun;
+  retentionWarning?: RetentionWarning;
   lastSuccess?: HistoryEntry;
   lastFailure?: HistoryEntry;
   consecutiveFailures: number;
@@ -53,6 +63,30 @@ export interface PublishInput extends RunInput {
 export interface RetentionInput extends RunInput {
   published: BackupEntry;
 }
+
+/**
+ * The steps of a run, in the seed's order, and the actor that does each: the
+ * names the log, status and tests use. The machine's `running` states are
+ * exactly these (a test holds them to it).
+ */
+export const BACKUP_STEPS = {
+  preflight: 'checkReady',
+  systemSync: 'syncSystem',
+  layout: 'recordLayout',
+  spool: 'runSpoolModules',
+  dump: 'dumpHome',
+  verify: 'verifyDump',
+  publish: 'publishBackup',
+  retention: 'applyRetention',
+} as const;
+export type BackupStep = keyof typeof BACKUP_STEPS;
+export type BackupActorName = (typeof BACKUP_STEPS)[BackupStep];
+export const BACKUP_STEP_NAMES = Object.keys(BACKUP_STEPS) as BackupStep[];
+/** The step an actor does: the inverse of BACKUP_STEPS. */
+export const STEP_OF_BACKUP_ACTOR = Object.fromEntries(Object.entries(BACKUP_STEPS).map(([step, actor]) => [actor, step])) as Record<
+  BackupActorName,
+  BackupStep
+>;
 
 /** Stand-ins that the runner replaces with the real actors (machine.provide). */
 function notProvided<O, I>(name: string) {
@@ -130,6 +164,12 @@ export const backupMachine = setup({
         history: pushHistory(context.history, entry),
       };
     }),
+    recordRetentionWarning: assign(({ context, event }) => {
+      const run = runOf(context);
+      const failure = failureOf((event as unknown as { error: unknown }).error);
+      const at = Number.isFinite(failure.at) ? failure.at : run.startedAt;
+      return { run: undefined, retentionWarning: { id: run.id, reason: failure.reason, at } };
+    }),
     recordAbandoned: assign(({ context, event }) => {
       const run = runOf(context);
       const at = event.type === 'ABANDON' ? event.now : run.startedAt;
@@ -150,12 +190,14 @@ export const backupMachine = setup({
   context: { consecutiveFailures: 0, history: [] },
   states: {
     idle: {
+      tags: [TAGS.resting],
       on: {
         TICK: { guard: 'isDue', target: 'running', actions: 'startRun' },
         BACKUP_NOW: { target: 'running', actions: 'startRun' },
       },
     },
     running: {
+      tags: [TAGS.inProgress],
       on: { ABANDON: { target: 'idle', actions: 'recordAbandoned' } },
       initial: 'preflight',
       states: {
@@ -242,19 +284,21 @@ export const backupMachine = setup({
           },
         },
         retention: {
-          // The new backup is already published and counted as a success:
-          // a retention failure is logged by the actor, never un-publishes it.
+          // The new backup is already published and counted as a success: a retention
+          // failure never un-publishes it, but stays a warning until a retention succeeds.
+          tags: [TAGS.destructive],
           invoke: {
             id: 'applyRetention',
             src: 'applyRetention',
             input: ({ context }) => ({ runId: runOf(context).id, published: runOf(context).published! }),
-            onDone: { target: '#backup.idle', actions: assign({ run: undefined }) },
-            onError: { target: '#backup.idle', actions: assign({ run: undefined }) },
+            onDone: { target: '#backup.idle', actions: assign({ run: undefined, retentionWarning: undefined }) },
+            onError: { target: '#backup.idle', actions: 'recordRetentionWarning' },
           },
         },
       },
     },
     failed: {
+      tags: [TAGS.resting, TAGS.failed],
       on: {
         TICK: { guard: 'isDue', target: 'running', actions: 'startRun' },
         BACKUP_NOW: { target: 'running', actions: 'startRun' },
@@ -264,3 +308,8 @@ export const backupMachine = setup({
 });
 
 export type BackupMachine = typeof backupMachine;
+
+/** A saved backup state (as the store holds it) as a snapshot, so callers ask its tags and can(). */
+export function backupSnapshotOf(saved: { value: unknown; context: BackupContext }) {
+  return backupMachine.resolveState({ value: saved.value as never, context: saved.context });
+}

@@ -9,27 +9,43 @@
  * Pure: time and ids come in events.
  */
 import { assign, fromPromise, setup } from 'xstate';
+import { TAGS } from './tags.js';
 import { failureOf } from './types.js';
 import type { RestorePlan } from './restore-types.js';
 
 export type { RestorePlan } from './restore-types.js';
 
-export const RESTORE_PHASES = [
-  'preflight',
-  'stopServices',
-  'formatHome',
-  'restoreHome',
-  'markers',
-  'initrd',
-  'grub',
-  'moduleRestores',
-  'drbd',
-  'finish',
-] as const;
-export type RestorePhase = (typeof RESTORE_PHASES)[number];
+/**
+ * The phases in the seed's order, and the actor that does each: the names the
+ * log, status and tests use (a test holds the machine's states to them).
+ */
+export const RESTORE_PHASE_ACTORS = {
+  preflight: 'checkBackupReadable',
+  stopServices: 'stopServices',
+  formatHome: 'formatHome',
+  restoreHome: 'restoreHome',
+  markers: 'writeMarkers',
+  initrd: 'restoreSystem',
+  grub: 'reinstallGrub',
+  moduleRestores: 'runModuleRestores',
+  drbd: 'settleDrbd',
+  finish: 'finishRestore',
+} as const;
+export type RestorePhase = keyof typeof RESTORE_PHASE_ACTORS;
+export type RestoreActorName = (typeof RESTORE_PHASE_ACTORS)[RestorePhase];
+export const RESTORE_PHASES = Object.keys(RESTORE_PHASE_ACTORS) as RestorePhase[];
+/** The phase an actor does: the inverse of RESTORE_PHASE_ACTORS. */
+export const PHASE_OF_RESTORE_ACTOR = Object.fromEntries(
+  Object.entries(RESTORE_PHASE_ACTORS).map(([phase, actor]) => [actor, phase]),
+) as Record<RestoreActorName, RestorePhase>;
 
-/** Phases after which /home no longer holds what it held: abort is no longer safe. */
-const DESTRUCTIVE_FROM: RestorePhase = 'formatHome';
+/** Where the restore rests between processes: a new command or boot hook takes it on from here. */
+export const RESTORE_RESTING_STATES = ['idle', 'awaitingReboot', 'awaitingFirstBoot', 'done', 'failed'] as const;
+export type RestoreRestingState = (typeof RESTORE_RESTING_STATES)[number];
+
+/** The phases that format or overwrite file systems; from the first of them on, abort is no longer safe. */
+export const DESTRUCTIVE_PHASES: readonly RestorePhase[] = ['formatHome', 'restoreHome', 'initrd'];
+const FIRST_DESTRUCTIVE = Math.min(...DESTRUCTIVE_PHASES.map((p) => RESTORE_PHASES.indexOf(p)));
 
 export interface RestoreRecord {
   restoreId: string;
@@ -93,6 +109,7 @@ function phaseInput({ context }: { context: RestoreContext }): PhaseInput {
 /** One phase: invoke its actor, go on when it is done, stop in `failed` with the reason when not. */
 function phase<const K extends Exclude<keyof typeof restoreActors, 'checkBackupReadable'>>(id: K, name: RestorePhase, next: string) {
   return {
+    tags: DESTRUCTIVE_PHASES.includes(name) ? [TAGS.inProgress, TAGS.destructive] : [TAGS.inProgress],
     invoke: {
       id,
       src: id,
@@ -115,7 +132,7 @@ export const restoreMachine = setup({
       (params.initrd === undefined || event.inInitrd === params.initrd),
     abortIsSafe: ({ context }) => {
       const failed = context.current?.failedPhase;
-      return !!failed && RESTORE_PHASES.indexOf(failed) < RESTORE_PHASES.indexOf(DESTRUCTIVE_FROM);
+      return !!failed && RESTORE_PHASES.indexOf(failed) < FIRST_DESTRUCTIVE;
     },
   },
   actions: {
@@ -140,12 +157,13 @@ export const restoreMachine = setup({
   initial: 'idle',
   context: { history: [] },
   states: {
-    idle: { on: { CONFIRM_RESTORE: { target: 'running', actions: 'start' } } },
+    idle: { tags: [TAGS.resting], on: { CONFIRM_RESTORE: { target: 'running', actions: 'start' } } },
     running: {
       initial: 'preflight',
       states: {
         // Proves the backup complete and intact, and plans the devices, before anything is destroyed.
         preflight: {
+          tags: [TAGS.inProgress],
           invoke: {
             id: 'checkBackupReadable',
             src: 'checkBackupReadable',
@@ -163,24 +181,26 @@ export const restoreMachine = setup({
         markers: phase('writeMarkers', 'markers', '#restore.awaitingReboot'),
       },
     },
-    awaitingReboot: { on: { RESUME: { guard: 'inInitrd', target: 'initrd' } } },
+    awaitingReboot: { tags: [TAGS.resting, TAGS.inProgress], on: { RESUME: { guard: 'inInitrd', target: 'initrd' } } },
     initrd: phase('restoreSystem', 'initrd', 'awaitingFirstBoot'),
-    awaitingFirstBoot: { on: { RESUME: { guard: 'notInInitrd', target: 'postRestore' } } },
+    awaitingFirstBoot: { tags: [TAGS.resting, TAGS.inProgress], on: { RESUME: { guard: 'notInInitrd', target: 'postRestore' } } },
     postRestore: {
       initial: 'grub',
       states: {
         grub: phase('reinstallGrub', 'grub', 'moduleRestores'),
         moduleRestores: phase('runModuleRestores', 'moduleRestores', 'drbd'),
         drbd: phase('settleDrbd', 'drbd', 'finish'),
-        // Markers off, post.restore disarmed, the backup interrupted by the restore written off.
+        // Markers off, post.restore disarmed, working files removed.
         finish: phase('finishRestore', 'finish', '#restore.done'),
       },
     },
     done: {
+      tags: [TAGS.resting],
       entry: { type: 'finish', params: { result: 'restored' } },
       on: { CONFIRM_RESTORE: { target: 'running', actions: 'start' } },
     },
     failed: {
+      tags: [TAGS.resting, TAGS.inProgress, TAGS.failed],
       on: {
         RESUME: [
           { guard: { type: 'failedAt', params: { phases: ['preflight'] } }, target: 'running.preflight', actions: 'clearFailure' },
@@ -213,3 +233,8 @@ export const restoreMachine = setup({
 });
 
 export type RestoreMachine = typeof restoreMachine;
+
+/** A saved restore state (as the store holds it) as a snapshot, so callers ask its tags and can(). */
+export function restoreSnapshotOf(saved: { value: unknown; context: RestoreContext }) {
+  return restoreMachine.resolveState({ value: saved.value as never, context: saved.context });
+}

@@ -21,6 +21,7 @@
  *
  * Each part is one function in SECTIONS.
  */
+import type { RestoreRestingState } from '../machines/restore.js';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -30,10 +31,10 @@ import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { loadConfig } from '../src/config/load.js';
 import { formatBytes, formatMs } from '../src/format.js';
-import { mountAt, readMounts } from '../src/mounts.js';
+import { mountAt, readMounts } from '../src/system/mounts.js';
 import { loadRestoreState } from '../src/restore/run.js';
 import { DRBD_MARKER, POST_RESTORE } from '../actors/markers.js';
-import { mountPointsOf } from '../actors/mount.js';
+import { mountPointsOf } from '../src/system/mount.js';
 import { populateBootTree, populateRichTree, populateSystemTree, SYSTEM_VOLATILE_DIRS } from '../test/support/rich-tree.js';
 import {
   createSandbox,
@@ -438,7 +439,7 @@ function restoreState(machine: Machine): string {
   return loadRestoreState(loadConfig(machine.configFile))?.state ?? 'idle (nothing saved)';
 }
 
-function expectRestoreState(machine: Machine, wanted: string): void {
+function expectRestoreState(machine: Machine, wanted: RestoreRestingState): void {
   const state = restoreState(machine);
   if (state !== wanted) throw new DemoFailure(`the restore should now be ${wanted}; its saved state is ${state}`);
   out(`  ✔ the restore's saved state: ${state}`);

@@ -4,6 +4,8 @@
  * save every transition durably, and wait until it rests again.
  */
 import { createActor, waitFor, type AnyActorRef, type AnyMachineSnapshot, type AnyStateMachine, type EventObject } from 'xstate';
+import { stateName } from '../machines/state-name.js';
+import { TAGS } from '../machines/tags.js';
 import { UserError } from './errors.js';
 import type { Logger } from './log.js';
 import { acquireLock, type LockHolder } from './state/lock.js';
@@ -19,26 +21,21 @@ export interface MachineRun {
   fallback?: () => AnyMachineSnapshot | undefined;
   log: Logger;
   command: string;
-  /** Which states are at rest: the process may exit there. */
-  isResting: (snapshot: AnyMachineSnapshot) => boolean;
   /** Built from the restored snapshot, so the event can depend on it; undefined sends nothing (resume only). */
   event: (snapshot: AnyMachineSnapshot) => EventObject | undefined;
   /** Called for every state the machine enters. */
   onState?: (state: string, snapshot: AnyMachineSnapshot) => void;
+  /** Runs once the machine rests, still under the lock: work on another machine's state that must not race a run of it. */
+  whileLocked?: (after: AnyMachineSnapshot) => void;
 }
 
 export type RunOutcome =
   | { kind: 'busy'; holder: LockHolder }
   | { kind: 'rested'; before: AnyMachineSnapshot; after: AnyMachineSnapshot; moved: boolean };
 
-export function stateName(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object') {
-    return Object.entries(value as Record<string, unknown>)
-      .map(([k, v]) => `${k}.${stateName(v)}`)
-      .join(',');
-  }
-  return String(value);
+/** The machine's own word: its resting states carry the tag. */
+function isResting(snapshot: AnyMachineSnapshot): boolean {
+  return snapshot.hasTag(TAGS.resting);
 }
 
 export async function runMachine(r: MachineRun): Promise<RunOutcome> {
@@ -86,10 +83,10 @@ export async function runMachine(r: MachineRun): Promise<RunOutcome> {
     actor.start();
     const before = actor.getSnapshot() as AnyMachineSnapshot;
     lastState = stateName(before.value);
-    if (!r.isResting(before)) r.log.warn({ state: lastState }, `resuming an interrupted run at ${lastState}`);
+    if (!isResting(before)) r.log.warn({ state: lastState }, `resuming an interrupted run at ${lastState}`);
     const event = r.event(before);
     if (event) actor.send(event);
-    const after = (await waitFor(actor, (s) => r.isResting(s as AnyMachineSnapshot) || stateErrors.length > 0, {
+    const after = (await waitFor(actor, (s) => isResting(s as AnyMachineSnapshot) || stateErrors.length > 0, {
       timeout: Infinity,
     })) as AnyMachineSnapshot;
     actor.stop();
@@ -102,6 +99,7 @@ export async function runMachine(r: MachineRun): Promise<RunOutcome> {
             hint: 'Check that the disk holding paths.state is writable and not full',
           });
     }
+    r.whileLocked?.(after);
     return { kind: 'rested', before, after, moved };
   } finally {
     lock.release();

@@ -1,5 +1,5 @@
 /** One backup machine run in this process: what `tick` and `backup` do, minus the printing. */
-import { backupMachine, type BackupContext } from '../../machines/backup.js';
+import { backupMachine, type BackupContext, type RetentionWarning } from '../../machines/backup.js';
 import type { HistoryEntry } from '../../machines/types.js';
 import type { Config } from '../config/schema.js';
 import { EXIT, UserError } from '../errors.js';
@@ -27,7 +27,8 @@ export type BackupRunResult =
   | { result: 'busy'; holder: LockHolder }
   | { result: 'not-due' }
   | { result: 'restoring'; state: string }
-  | { result: 'success'; entry: HistoryEntry }
+  /** retentionWarning: this run's retention failed (the backup itself is published and counts). */
+  | { result: 'success'; entry: HistoryEntry; retentionWarning?: RetentionWarning }
   /** exitCode: the failed step's error's (EXIT.target for a full disk, EXIT.config for a failing module …). */
   | { result: 'failed'; entry: HistoryEntry; exitCode: number };
 
@@ -40,7 +41,6 @@ export async function runBackup(r: BackupRunRequest): Promise<BackupRunResult> {
   let failure: unknown;
   const deps = { config, target, log, ...(r.signal ? { signal: r.signal } : {}), onStepError: (e: unknown) => (failure = e) };
   const machine = backupMachine.provide({ actors: backupImplementations(deps, r.steps ? r.steps(target) : backupSteps(deps)) });
-  const id = `${config.host}-${r.runId}`;
   const outcome = await runMachine({
     machine,
     name: 'backup',
@@ -48,11 +48,12 @@ export async function runBackup(r: BackupRunRequest): Promise<BackupRunResult> {
     store: new SnapshotStore(config.paths.state, 'backup'),
     log,
     command: r.kind,
-    isResting: (s) => !s.matches('running'),
-    event: () =>
-      r.kind === 'tick'
+    event: (s) => {
+      const id = unusedId(`${config.host}-${r.runId}`, s.context as BackupContext);
+      return r.kind === 'tick'
         ? { type: 'TICK', now: Date.now(), schedule: config.schedule, runId: id }
-        : { type: 'BACKUP_NOW', now: Date.now(), runId: id },
+        : { type: 'BACKUP_NOW', now: Date.now(), runId: id };
+    },
     onState: (state) => log.info({ state }, `→ ${state}`),
   });
   if (outcome.kind === 'busy') return { result: 'busy', holder: outcome.holder };
@@ -61,6 +62,21 @@ export async function runBackup(r: BackupRunRequest): Promise<BackupRunResult> {
   const finished = after.history.filter((h) => !before.history.some((b) => b.id === h.id && b.finishedAt === h.finishedAt));
   const last = finished.at(-1);
   if (!last) return { result: 'not-due' };
-  if (last.result === 'success') return { result: 'success', entry: last };
+  if (last.result === 'success') {
+    const warning = after.retentionWarning?.id === last.id ? after.retentionWarning : undefined;
+    return { result: 'success', entry: last, ...(warning ? { retentionWarning: warning } : {}) };
+  }
   return { result: 'failed', entry: last, exitCode: failure instanceof UserError ? failure.exitCode : EXIT.failed };
+}
+
+/**
+ * Ids are the host and the start time to the second; a second run within the
+ * same second (a quick backup, then another) gets a suffix instead of the
+ * first one's id, which the target would refuse at publish.
+ */
+export function unusedId(base: string, context: BackupContext): string {
+  const taken = new Set([...context.history.map((h) => h.id), context.run?.id, context.lastSuccess?.id, context.lastFailure?.id]);
+  let id = base;
+  for (let n = 2; taken.has(id); n++) id = `${base}-${n}`;
+  return id;
 }

@@ -9,11 +9,11 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InputFrom, OutputFrom } from 'xstate';
 import { step } from '../steps.js';
-import type { backupActors } from '../../machines/backup.js';
+import { STEP_OF_BACKUP_ACTOR, type backupActors } from '../../machines/backup.js';
 import type { Config } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { mountAt } from '../mounts.js';
+import { mountAt } from '../system/mounts.js';
 import { METADATA_FORMAT, type BackupMetadata, type Target } from '../targets/target.js';
 import { PROGRAM } from '../version.js';
 import { formatBytes } from '../format.js';
@@ -32,20 +32,8 @@ export type BackupSteps = {
   [K in keyof typeof backupActors]: (input: InputFrom<(typeof backupActors)[K]>) => Promise<OutputFrom<(typeof backupActors)[K]>>;
 };
 
-/** The machine's step names, as the log and status show them. */
-export const STEP_NAMES: Record<keyof typeof backupActors, string> = {
-  checkReady: 'preflight',
-  syncSystem: 'systemSync',
-  recordLayout: 'layout',
-  runSpoolModules: 'spool',
-  dumpHome: 'dump',
-  verifyDump: 'verify',
-  publishBackup: 'publish',
-  applyRetention: 'retention',
-};
-
 export function backupImplementations(d: BackupDeps, steps: BackupSteps = backupSteps(d)): typeof backupActors {
-  const wrap = <K extends keyof typeof backupActors>(src: K) => step(STEP_NAMES[src], d.log, steps[src], d.onStepError);
+  const wrap = <K extends keyof typeof backupActors>(src: K) => step(STEP_OF_BACKUP_ACTOR[src], d.log, steps[src], d.onStepError);
   return {
     checkReady: wrap('checkReady'),
     syncSystem: wrap('syncSystem'),
@@ -63,7 +51,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
   const { paths } = config;
   return {
     checkReady: async () => {
-      const { requireTools } = await import('../../actors/tools.js');
+      const { requireTools } = await import('../system/tools.js');
       await requireTools(['rsync', 'xfsdump', 'xfsrestore', 'blkid', 'xfs_info']);
       const home = mountAt(paths.home);
       if (home?.fsType !== 'xfs') {

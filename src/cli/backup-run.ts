@@ -41,6 +41,9 @@ export async function backupCommand(kind: 'tick' | 'backup', options: GlobalOpti
         { id: e.id, size: e.size, durationMs: e.durationMs },
         `backup ${e.id} done: ${formatBytes(e.size ?? 0)} in ${formatMs(e.durationMs)}`,
       );
+      // A warning reaches stderr under cron too: old backups pile up until retention works again.
+      const w = outcome.retentionWarning;
+      if (w) log.warn({ id: e.id, reason: w.reason }, `retention failed after backup ${e.id}: ${w.reason}; old backups were kept`);
       return EXIT.ok;
     }
     case 'failed': {

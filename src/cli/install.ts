@@ -22,7 +22,7 @@ import {
   type CommandResult,
   type ItemResult,
   type Scheduler,
-} from '../../actors/install.js';
+} from '../install.js';
 import { EXIT, UserError } from '../errors.js';
 import { EXAMPLE_CONFIG } from './config.js';
 import { printJson, type GlobalOptions } from './context.js';

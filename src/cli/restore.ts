@@ -6,10 +6,11 @@
  * before anything was destroyed.
  */
 import { createInterface } from 'node:readline/promises';
-import type { RestoreContext } from '../../machines/restore.js';
+import type { RestoreContext, RestoreEvent, RestoreRestingState } from '../../machines/restore.js';
+import { TAGS } from '../../machines/tags.js';
 import { EXIT, UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
-import { mountAt } from '../mounts.js';
+import { mountAt } from '../system/mounts.js';
 import { loadRestoreState, runRestore, type RestoreRunResult } from '../restore/run.js';
 import { createTarget } from '../targets/index.js';
 import type { StoredBackup } from '../targets/target.js';
@@ -19,7 +20,7 @@ export async function restoreCommand(options: GlobalOptions & { from?: string; c
   const ctx = commandContext(options, 'restore');
   const { config } = ctx;
   const pending = loadRestoreState(config);
-  if (pending && !['idle', 'done'].includes(pending.state)) {
+  if (pending && !pending.snapshot.can({ type: 'CONFIRM_RESTORE', now: 0, restoreId: '', backupId: '' })) {
     throw new UserError('usage', `a restore of backup ${pending.context.current?.backupId} is already in progress (${pending.state})`, {
       hint: 'Run "syn3-backup resume" to go on with it, or "syn3-backup abort" if it failed before /home was formatted',
     });
@@ -38,18 +39,23 @@ export async function restoreCommand(options: GlobalOptions & { from?: string; c
 
 export async function resumeCommand(options: GlobalOptions & { initrd?: boolean; json?: boolean }): Promise<number> {
   const ctx = commandContext(options, options.initrd ? 'resume --initrd' : 'resume');
+  // An interrupted phase goes on by itself once the state is loaded; a resting one needs the event.
   const outcome = await runRestore(ctx.config, ctx.log, 'resume', (s) => {
-    const state = typeof s.value === 'string' ? s.value : '';
-    if (['idle', 'done'].includes(state) && !s.context.current) return undefined;
-    return { type: 'RESUME', now: Date.now(), inInitrd: !!options.initrd };
+    const resume: RestoreEvent = { type: 'RESUME', now: Date.now(), inInitrd: !!options.initrd };
+    return s.can(resume) ? resume : undefined;
   });
   return report(outcome, options.json);
 }
 
 export async function abortCommand(options: GlobalOptions & { json?: boolean }): Promise<number> {
   const ctx = commandContext(options, 'abort');
-  const outcome = await runRestore(ctx.config, ctx.log, 'abort', () => ({ type: 'ABORT', now: Date.now() }));
-  if (outcome.result === 'rested' && outcome.state === 'failed') {
+  let refused = false;
+  const outcome = await runRestore(ctx.config, ctx.log, 'abort', (s) => {
+    const abort: RestoreEvent = { type: 'ABORT', now: Date.now() };
+    refused = s.hasTag(TAGS.failed) && !s.can(abort);
+    return refused ? undefined : abort;
+  });
+  if (outcome.result === 'rested' && refused) {
     throw new UserError(
       'usage',
       `the restore cannot be aborted: it failed at ${outcome.context.current?.failedPhase}, after /home was formatted`,
@@ -117,7 +123,7 @@ async function confirm(host: string, given: string | undefined): Promise<void> {
     throw new UserError('usage', 'the confirmation did not match; nothing was touched', { hint: `Type ${host} exactly` });
 }
 
-const NEXT: Record<string, string> = {
+const NEXT: Partial<Record<RestoreRestingState, string>> = {
   awaitingReboot: 'Reboot now: at the next boot the initrd restores / and /boot from the system copy.',
   awaitingFirstBoot: 'Boot the restored system: its first boot finishes the restore (GRUB, module restores, DRBD).',
   done: 'The system is restored.',
@@ -136,9 +142,9 @@ function report(outcome: RestoreRunResult, json: boolean | undefined): number {
   }
   const c: RestoreContext = outcome.context;
   if (json) printJson({ state: outcome.state, restore: c.current ?? null, last: c.last ?? null });
-  if (outcome.state === 'failed') {
+  if (outcome.snapshot.hasTag(TAGS.failed)) {
     const cur = c.current!;
-    const safe = ['preflight', 'stopServices'].includes(cur.failedPhase ?? '');
+    const safe = outcome.snapshot.can({ type: 'ABORT', now: 0 });
     const again =
       cur.failedPhase === 'initrd'
         ? 'reboot (or leave the initramfs shell) to run it again, or run "syn3-backup resume --initrd"'
@@ -149,8 +155,10 @@ function report(outcome: RestoreRunResult, json: boolean | undefined): number {
     });
   }
   if (!json) {
-    const last = outcome.state === 'done' && outcome.moved ? ` (restored from backup ${c.last?.backupId})` : '';
-    process.stdout.write(`${outcome.moved ? '' : 'Nothing to resume. '}${NEXT[outcome.state] ?? outcome.state}${last}\n`);
+    const finished = !outcome.snapshot.hasTag(TAGS.inProgress) && c.last?.result === 'restored';
+    const last = finished && outcome.moved ? ` (restored from backup ${c.last?.backupId})` : '';
+    const next = NEXT[outcome.state as RestoreRestingState] ?? outcome.state;
+    process.stdout.write(`${outcome.moved ? '' : 'Nothing to resume. '}${next}${last}\n`);
   }
   return EXIT.ok;
 }

@@ -1,14 +1,15 @@
 /** `status`: where the backup machine stands, the last success and failure, the next due time. */
-import type { BackupContext } from '../../machines/backup.js';
+import { backupSnapshotOf, type BackupContext } from '../../machines/backup.js';
+import { TAGS } from '../../machines/tags.js';
 import { dueAt } from '../../machines/schedule.js';
 import type { HistoryEntry } from '../../machines/types.js';
 import { EXIT } from '../errors.js';
 import { formatBytes, formatMs, formatTime } from '../format.js';
-import { stateName } from '../runner.js';
+import { stateName } from '../../machines/state-name.js';
 import { SnapshotStore } from '../state/store.js';
 import { configOnly, printJson, type GlobalOptions } from './context.js';
 import type { Config } from '../config/schema.js';
-import type { RestoreContext } from '../../machines/restore.js';
+import { restoreSnapshotOf, type RestoreContext, type RestoreRestingState } from '../../machines/restore.js';
 import { restoreStore } from '../state/stores.js';
 
 interface SavedSnapshot {
@@ -30,6 +31,9 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
     lastSuccess: entryJson(context.lastSuccess),
     lastFailure: entryJson(context.lastFailure),
     consecutiveFailures: context.consecutiveFailures,
+    retentionWarning: context.retentionWarning
+      ? { id: context.retentionWarning.id, at: formatTime(context.retentionWarning.at), reason: context.retentionWarning.reason }
+      : null,
     nextDue: nextDue === 0 ? 'now' : formatTime(nextDue),
     target: config.target.type === 'file' ? config.target.path : config.target.type,
     stateFile: new SnapshotStore(config.paths.state, 'backup').file,
@@ -37,7 +41,8 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
   };
   if (options.json) printJson(report);
   else process.stdout.write(humanStatus(report, context) + (restore ? `restore:       ${restore.summary}\n` : ''));
-  return state === 'failed' || restore?.state === 'failed' ? EXIT.failed : EXIT.ok;
+  const backupFailed = saved ? backupSnapshotOf(saved).hasTag(TAGS.failed) : false;
+  return backupFailed || restore?.failed ? EXIT.failed : EXIT.ok;
 }
 
 function entryJson(e: HistoryEntry | undefined) {
@@ -56,12 +61,14 @@ function humanStatus(r: { host: string; state: string; nextDue: string; target: 
   );
   const f = c.lastFailure;
   if (f) lines.push(`last failure:  ${f.id} at ${formatTime(f.finishedAt)} in ${f.step}: ${f.reason}`);
+  const w = c.retentionWarning;
+  if (w) lines.push(`warning:       retention after backup ${w.id} failed at ${formatTime(w.at)}: ${w.reason} (old backups were kept)`);
   if (c.consecutiveFailures) lines.push(`failures:      ${c.consecutiveFailures} in a row; retry not before ${formatTime(c.retryAt)}`);
   lines.push(`next due:      ${r.nextDue}`, `target:        ${r.target}`);
   return `${lines.join('\n')}\n`;
 }
 
-const WAITING: Record<string, string> = {
+const WAITING: Partial<Record<RestoreRestingState, string>> = {
   awaitingReboot: 'waiting for a reboot (the initrd restores / and /boot)',
   awaitingFirstBoot: 'waiting for the first boot of the restored system (post.restore)',
 };
@@ -71,18 +78,20 @@ function restoreSummary(config: Config) {
   const saved = restoreStore(config).load() as { value: unknown; context: RestoreContext } | undefined;
   if (!saved) return null;
   const state = stateName(saved.value);
+  const failed = restoreSnapshotOf(saved).hasTag(TAGS.failed);
   const c = saved.context;
   const cur = c.current;
   let summary: string;
-  if (cur && state === 'failed')
+  if (cur && failed)
     summary = `backup ${cur.backupId}: FAILED at ${cur.failedPhase}: ${cur.reason} (run "syn3-backup resume" after fixing it)`;
-  else if (cur) summary = `backup ${cur.backupId}: ${WAITING[state] ?? `in progress (${state})`}`;
+  else if (cur) summary = `backup ${cur.backupId}: ${WAITING[state as RestoreRestingState] ?? `in progress (${state})`}`;
   else if (c.last?.result === 'restored')
     summary = `the system was restored from backup ${c.last.backupId} at ${formatTime(c.last.finishedAt)}`;
   else if (c.last) summary = `the restore of backup ${c.last.backupId} was ${c.last.result}`;
   else return null;
   return {
     state,
+    failed,
     backupId: cur?.backupId ?? c.last?.backupId ?? null,
     failedPhase: cur?.failedPhase ?? null,
     reason: cur?.reason ?? null,

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { AnyMachineSnapshot } from 'xstate';
-import { restoreMachine } from '../../machines/restore.js';
+import { restoreMachine, type RestoreRestingState } from '../../machines/restore.js';
 import type { RestorePlan } from '../../machines/restore-types.js';
 import { markerPaths } from '../../actors/markers.js';
 import type { Config } from '../config/schema.js';
@@ -30,7 +30,7 @@ export function recoverFromMarkers(config: Config, log: Logger): AnyMachineSnaps
   } catch {
     log.warn(`the restore's plan (${m.plan}) is missing: only the phases that need no plan can run`);
   }
-  const value = initrdDue ? 'awaitingReboot' : 'awaitingFirstBoot';
+  const value: RestoreRestingState = initrdDue ? 'awaitingReboot' : 'awaitingFirstBoot';
   log.warn(`no saved restore state: the markers say the restore is ${value}`);
   const backupId = plan?.backupId ?? 'unknown';
   const fallbackPlan: RestorePlan = plan ?? {

@@ -1,6 +1,6 @@
 /** The real actors behind the restore machine's phases. Each can run again after a crash. */
 import type { InputFrom, OutputFrom } from 'xstate';
-import type { restoreActors, PhaseInput, RestorePhase } from '../../machines/restore.js';
+import { PHASE_OF_RESTORE_ACTOR, type PhaseInput, type restoreActors } from '../../machines/restore.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { step } from '../steps.js';
@@ -16,19 +16,6 @@ type Src = keyof typeof restoreActors;
 
 /** The phases as plain async functions: the crash harness wraps them. */
 export type RestoreSteps = { [K in Src]: (input: InputFrom<(typeof restoreActors)[K]>) => Promise<OutputFrom<(typeof restoreActors)[K]>> };
-
-export const PHASE_OF: Record<Src, RestorePhase> = {
-  checkBackupReadable: 'preflight',
-  stopServices: 'stopServices',
-  formatHome: 'formatHome',
-  restoreHome: 'restoreHome',
-  writeMarkers: 'markers',
-  restoreSystem: 'initrd',
-  reinstallGrub: 'grub',
-  runModuleRestores: 'moduleRestores',
-  settleDrbd: 'drbd',
-  finishRestore: 'finish',
-};
 
 export function restoreSteps(d: RestoreDeps): RestoreSteps {
   const { config, target, log } = d;
@@ -49,13 +36,12 @@ export function restoreSteps(d: RestoreDeps): RestoreSteps {
     runModuleRestores: async ({ backupId }: PhaseInput) =>
       (await import('../../actors/module-restores.js')).runModuleRestores(config, backupId, say),
     settleDrbd: async () => (await import('../../actors/drbd.js')).settleDrbd(config, say),
-    finishRestore: async ({ backupId }: PhaseInput) =>
-      (await import('../../actors/finish-restore.js')).finishRestore(config, say, backupId),
+    finishRestore: async () => (await import('../../actors/finish-restore.js')).finishRestore(config, say),
   };
 }
 
 export function restoreImplementations(d: RestoreDeps, steps: RestoreSteps = restoreSteps(d)): typeof restoreActors {
-  const wrap = <K extends Src>(src: K) => step(PHASE_OF[src], d.log, steps[src]);
+  const wrap = <K extends Src>(src: K) => step(PHASE_OF_RESTORE_ACTOR[src], d.log, steps[src]);
   return {
     checkBackupReadable: wrap('checkBackupReadable'),
     stopServices: wrap('stopServices'),

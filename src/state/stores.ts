@@ -1,8 +1,11 @@
 /** Where each machine's state lives. */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { restoreSnapshotOf, type RestoreContext } from '../../machines/restore.js';
+import { stateName } from '../../machines/state-name.js';
+import { TAGS } from '../../machines/tags.js';
 import type { Config } from '../config/schema.js';
-import { isMountPoint } from '../mounts.js';
+import { isMountPoint } from '../system/mounts.js';
 import { SnapshotStore } from './store.js';
 
 export function backupStore(config: Config): SnapshotStore {
@@ -20,8 +23,7 @@ export function restoreStore(config: Config): SnapshotStore {
 
 /** The restore's state name while one is under way (backups must wait), else undefined. */
 export function restoreInProgress(config: Config): string | undefined {
-  const saved = restoreStore(config).load() as { value: unknown } | undefined;
+  const saved = restoreStore(config).load() as { value: unknown; context: RestoreContext } | undefined;
   if (!saved) return undefined;
-  const state = typeof saved.value === 'string' ? saved.value : Object.keys(saved.value as object)[0];
-  return state && !['idle', 'done'].includes(state) ? state : undefined;
+  return restoreSnapshotOf(saved).hasTag(TAGS.inProgress) ? stateName(saved.value) : undefined;
 }

@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FileTargetConfig } from '../config/schema.js';
 import { UserError } from '../errors.js';
-import { isMountPoint } from '../mounts.js';
+import { isMountPoint } from '../system/mounts.js';
 import { syncDirectory, writeJsonDurable } from '../state/durable.js';
 import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';
 

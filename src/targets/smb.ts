@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { finish, run, start, type RunResult } from '../../actors/run.js';
+import { finish, run, start, type RunResult } from '../system/run.js';
 import { UserError } from '../errors.js';
 import type { SmbTargetConfig } from './smb-config.js';
 import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';

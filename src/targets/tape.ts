@@ -31,7 +31,7 @@ import { constants as fsc, type Stats } from 'node:fs';
 import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { run } from '../../actors/run.js';
+import { run } from '../system/run.js';
 import { UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';

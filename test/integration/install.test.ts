@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { INSTALL_PATHS } from '../../actors/install.js';
+import { INSTALL_PATHS } from '../../src/install.js';
 import { installCommand, type InstallReport } from '../../src/cli/install.js';
 import { EXAMPLE_CONFIG } from '../../src/cli/config.js';
 import { isUserError } from '../../src/errors.js';

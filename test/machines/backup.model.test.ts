@@ -10,7 +10,7 @@ import { getAdjacencyMap, getShortestPaths } from '@xstate/graph';
 import type { EventObject } from 'xstate';
 import { backupMachine, HISTORY_LIMIT, type BackupContext } from '../../machines/backup.js';
 import { backoffAfter, type Schedule } from '../../machines/schedule.js';
-import { stateName } from '../../src/runner.js';
+import { stateName } from '../../machines/state-name.js';
 import { BackupDriver } from './backup-driver.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12);

@@ -9,7 +9,7 @@ import { getAdjacencyMap, getShortestPaths } from '@xstate/graph';
 import type { AnyMachineSnapshot, EventObject } from 'xstate';
 import { restoreActors, restoreMachine, type RestoreContext } from '../../machines/restore.js';
 import type { RestorePlan } from '../../machines/restore-types.js';
-import { stateName } from '../../src/runner.js';
+import { stateName } from '../../machines/state-name.js';
 import { MachineDriver } from './machine-driver.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12);

@@ -19,10 +19,10 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../src/errors.js';
-import { syncDirectory, writeDurable } from '../src/state/durable.js';
-import { run } from './run.js';
-import { which } from './tools.js';
+import { UserError } from './errors.js';
+import { syncDirectory, writeDurable } from './state/durable.js';
+import { run } from './system/run.js';
+import { which } from './system/tools.js';
 
 export type Scheduler = 'cron' | 'timer' | 'none';
 export const SCHEDULERS: readonly Scheduler[] = ['cron', 'timer', 'none'];

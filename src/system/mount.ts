@@ -1,6 +1,6 @@
 /** Mounting and unmounting, with the kernel's mount table as the truth. */
 import { mkdir } from 'node:fs/promises';
-import { mountAt, readMounts } from '../src/mounts.js';
+import { mountAt, readMounts } from './mounts.js';
 import { run } from './run.js';
 
 export async function mount(device: string, dir: string, fsType?: string): Promise<void> {

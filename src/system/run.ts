@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execa, type ResultPromise, type Options } from 'execa';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../errors.js';
 
 const PACKAGE_OF: Record<string, string> = {
   xfsdump: 'xfsdump',

@@ -6,7 +6,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ResultPromise } from 'execa';
-import { forwardTolerantly } from '../src/streams.js';
+import { forwardTolerantly } from './streams.js';
 import { finish, start, type Command } from './run.js';
 
 export type Compression = 'none' | 'zstd';

@@ -5,7 +5,7 @@
  * or the one an interrupted earlier attempt already made.
  */
 import { stat } from 'node:fs/promises';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../errors.js';
 import { mountPointsOf } from './mount.js';
 import { run } from './run.js';
 
