@@ -15,8 +15,8 @@ import { XfsrestoreReport } from '../src/system/xfsrestore-report.js';
 
 export interface Expected {
   bytes: number;
-  /** Absent for a dump written directly to a local file: this read-back takes it. */
-  sha256?: string | undefined;
+  /** Taken while the dump was written. */
+  sha256: string;
 }
 
 export interface Verified {
@@ -47,10 +47,10 @@ export async function verifyStream(
     unpacked.done,
   ]);
   const actual = { bytes: measure.bytes, sha256: measure.digest() };
-  if (actual.bytes !== expected.bytes || (expected.sha256 !== undefined && actual.sha256 !== expected.sha256)) {
+  if (actual.bytes !== expected.bytes || actual.sha256 !== expected.sha256) {
     throw new UserError(
       'verify',
-      `the backup read back from the target differs from what was written (${actual.bytes} bytes, sha256 ${actual.sha256.slice(0, 12)}…; expected ${expected.bytes} bytes${expected.sha256 ? `, sha256 ${expected.sha256.slice(0, 12)}…` : ''})`,
+      `the backup read back from the target differs from what was written (${actual.bytes} bytes, sha256 ${actual.sha256.slice(0, 12)}…; expected ${expected.bytes} bytes, sha256 ${expected.sha256.slice(0, 12)}…)`,
       { where, hint: 'The target corrupted or truncated the data: check the disk or share; the earlier backups were kept' },
     );
   }

@@ -1,10 +1,11 @@
 /**
  * The seed's step 5: a level-0 xfsdump of /home to the target, with no
- * staging copy. A local file target gets xfsdump's output directly (no copy
- * through Node, which cost more than xfsdump itself) and is fsynced before
- * the step counts; its length must be what xfsdump says it wrote, and its
- * checksum is taken by the verify step, which reads it all back. Other
- * targets get a stream, counted and hashed on the way.
+ * staging copy. A local file target gets xfsdump's output through tee,
+ * which hands a copy to openssl for the checksum (no copy through Node,
+ * which cost more than xfsdump itself); the file is fsynced before the step
+ * counts, and its length must be what xfsdump says it wrote. The verify
+ * step then reads it back against that checksum. Other targets get a
+ * stream, counted and hashed on the way.
  * -J: the host's xfsdump inventory is not used (every dump is level 0, and a
  * restore on new disks has no inventory anyway).
  */
@@ -15,7 +16,8 @@ import type { Target } from '../src/targets/target.js';
 import { UserError } from '../src/errors.js';
 import { Measure } from '../src/system/streams.js';
 import { compressing, ZSTD_COMPRESS, type Compression } from '../src/system/compression.js';
-import { finish, runChainToFile, start, type Command } from '../src/system/run.js';
+import { SHA256_OF_STDIN, sha256FromDgst, TEE_TO_FD3 } from '../src/system/hash-while-writing.js';
+import { finish, runChain, start, type Command } from '../src/system/run.js';
 
 export interface DumpRequest {
   home: string;
@@ -50,9 +52,17 @@ async function dumpToFile(r: DumpRequest, localWrite: NonNullable<Target['localW
   const args = xfsdumpArgs(r);
   const fd = openSync(file, 'w', 0o600);
   const compression = r.compression ?? 'none';
-  const chain: Command[] = [['xfsdump', args], ...(compression === 'zstd' ? [ZSTD_COMPRESS] : [])];
+  const packed: Command[] = [['xfsdump', args], ...(compression === 'zstd' ? [ZSTD_COMPRESS] : [])];
+  // The checksum of what was written, taken on its way to the disk: the read-back must match it.
+  const chain: Command[] = [...packed, TEE_TO_FD3, SHA256_OF_STDIN];
   try {
-    const [stderr = ''] = await runChainToFile(chain, fd, r.signal ? { signal: r.signal } : {});
+    const result = await runChain(chain, {
+      output: 'capture',
+      fd3: { link: packed.length, fd },
+      ...(r.signal ? { signal: r.signal } : {}),
+    });
+    const stderr = result.stderr[0] ?? '';
+    const sha256 = sha256FromDgst(result.stdout);
     fsyncSync(fd);
     const bytes = fstatSync(fd).size;
     const said = mediaFileSize(stderr);
@@ -64,7 +74,7 @@ async function dumpToFile(r: DumpRequest, localWrite: NonNullable<Target['localW
       });
     }
     r.onProgress?.(bytes);
-    return { bytes, compression, startedAt, finishedAt: Date.now() };
+    return { bytes, sha256, compression, startedAt, finishedAt: Date.now() };
   } catch (e) {
     // xfsdump names a full disk far above the last lines of its stderr: ask the file system.
     throw await fail(nearlyFull(file) ? Object.assign(new Error('No space left on device'), { code: 'ENOSPC', cause: e }) : e);

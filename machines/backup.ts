@@ -58,7 +58,7 @@ export interface VerifyInput extends RunInput {
 export interface PublishInput extends RunInput {
   startedAt: number;
   layout: SystemLayout;
-  dump: DumpResult & { sha256: string };
+  dump: DumpResult;
 }
 export interface RetentionInput extends RunInput {
   published: BackupEntry;
@@ -235,13 +235,8 @@ export const backupMachine = setup({
             id: 'verifyDump',
             src: 'verifyDump',
             input: ({ context }) => ({ runId: runOf(context).id, dump: runOf(context).dump! }),
-            // The checksum of what was read back is the one the backup keeps.
-            onDone: {
-              target: 'publish',
-              actions: assign({
-                run: ({ context, event }) => ({ ...runOf(context), dump: { ...runOf(context).dump!, sha256: event.output.sha256 } }),
-              }),
-            },
+            // The read-back matched the checksum taken while writing: that one is the backup's.
+            onDone: { target: 'publish' },
             onError: failAt('verify'),
           },
         },
@@ -251,12 +246,7 @@ export const backupMachine = setup({
             src: 'publishBackup',
             input: ({ context }) => {
               const run = runOf(context);
-              return {
-                runId: run.id,
-                startedAt: run.startedAt,
-                layout: run.layout!,
-                dump: { ...run.dump!, sha256: run.dump!.sha256 ?? '' },
-              };
+              return { runId: run.id, startedAt: run.startedAt, layout: run.layout!, dump: run.dump! };
             },
             onDone: {
               target: 'retention',

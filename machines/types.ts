@@ -20,8 +20,8 @@ export interface SystemLayout {
 
 export interface DumpResult {
   bytes: number;
-  /** Taken while streaming; a dump written directly to a local file gets it from the verify step. */
-  sha256?: string;
+  /** Of the bytes as stored, taken while they were written: the verify step's read-back must match it. */
+  sha256: string;
   /** How the stored bytes were written; absent means none. */
   compression?: 'none' | 'zstd';
   startedAt: number;

@@ -22,6 +22,8 @@ const PACKAGE_OF: Record<string, string> = {
   mt: 'mt-st',
   zstd: 'zstd',
   'grub-install': 'grub-pc',
+  tee: 'coreutils',
+  openssl: 'openssl',
 };
 
 export interface RunOptions {
@@ -67,20 +69,35 @@ export function start(
 
 export type Command = readonly [cmd: string, args: readonly string[]];
 
+export interface ChainOptions extends RunOptions {
+  /** Where the last program writes: an open descriptor, or a pipe this process reads to the end (small outputs only). */
+  output: number | 'capture';
+  /** An open descriptor one link gets as its fd 3 (tee /dev/fd/3 writes the file it was handed, by no name). */
+  fd3?: { link: number; fd: number };
+}
+
+export interface ChainResult {
+  /** Each program's stderr, in order. */
+  stderr: string[];
+  /** The last program's stdout, when captured. */
+  stdout: string;
+}
+
 /**
- * Runs a chain of programs into an open file (xfsdump | zstd > file): each
- * one's stdout is handed to the next as its stdin and the last writes to the
- * descriptor, so the data never passes through this process. (execa only
- * passes the standard streams through like this, hence node's own spawn.)
- * Returns each program's stderr, in order.
+ * Runs a chain of programs (xfsdump | zstd | tee /dev/fd/3 | openssl dgst):
+ * each one's stdout is handed to the next as its stdin, so the data never
+ * passes through this process. (execa only passes the standard streams
+ * through like this, hence node's own spawn.)
  */
-export async function runChainToFile(chain: readonly Command[], fd: number, options: RunOptions = {}): Promise<string[]> {
+export async function runChain(chain: readonly Command[], options: ChainOptions): Promise<ChainResult> {
   const children: ChildProcess[] = [];
   for (const [i, [cmd, args]] of chain.entries()) {
     const input = i === 0 ? 'ignore' : children[i - 1]!.stdout!;
+    const last = i === chain.length - 1;
+    const output = last && options.output !== 'capture' ? options.output : 'pipe';
     children.push(
       spawn(cmd, args, {
-        stdio: [input, i === chain.length - 1 ? fd : 'pipe', 'pipe'],
+        stdio: [input, output, 'pipe', ...(options.fd3?.link === i ? [options.fd3.fd] : [])],
         env: { ...process.env, LC_ALL: 'C', ...options.env },
         ...(options.cwd ? { cwd: options.cwd } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
@@ -89,6 +106,15 @@ export async function runChainToFile(chain: readonly Command[], fd: number, opti
     // The next program has the pipe now; this process's end of it would never be read, and
     // the previous program's 'close' would wait for it forever.
     if (i > 0) children[i - 1]!.stdout!.destroy();
+  }
+  let stdout = '';
+  if (options.output === 'capture') {
+    children
+      .at(-1)
+      ?.stdout?.setEncoding('utf8')
+      .on('data', (d: string) => {
+        stdout = (stdout + d).slice(-65_536);
+      });
   }
   const outcomes = await Promise.all(
     children.map(async (child) => {
@@ -120,7 +146,7 @@ export async function runChainToFile(chain: readonly Command[], fd: number, opti
       );
     }
   }
-  return outcomes.map((o) => o.stderr);
+  return { stderr: outcomes.map((o) => o.stderr), stdout };
 }
 
 export async function finish(child: ResultPromise, cmd: string, args: readonly string[], secrets?: string[]): Promise<RunResult> {
