@@ -3,15 +3,20 @@
  * transition (state × event) becomes a path that is replayed against the
  * machine running with hand-driven actors, once straight and once with a
  * process restart (persist, restore) after every step. Each step is checked
- * against invariants written independently of the machine.
+ * against invariants written independently of the machine, and where each
+ * transition must lead comes from the hand-written oracle (backup.oracle.ts),
+ * not from the machine: a wrong target state fails.
  */
 import { describe, expect, it } from 'vitest';
 import { getAdjacencyMap, getShortestPaths } from '@xstate/graph';
-import type { EventObject } from 'xstate';
-import { backupMachine, HISTORY_LIMIT, type BackupContext } from '../../machines/backup.js';
+import { createMachine, type AnyStateMachine, type EventObject } from 'xstate';
+import { backupActors, backupMachine, HISTORY_LIMIT, type BackupContext } from '../../machines/backup.js';
 import { backoffAfter, type Schedule } from '../../machines/schedule.js';
 import { stateName } from '../../machines/state-name.js';
 import { BackupDriver } from './backup-driver.js';
+import { BACKUP_ORACLE, backupSituation, type BackupFacts } from './backup.oracle.js';
+import { MachineDriver } from './machine-driver.js';
+import { judge, keyOf, summary } from './oracle.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12);
 const HOUR = 3_600_000;
@@ -97,21 +102,91 @@ interface ModelStep {
   event: ModelEvent;
   state: Snap;
 }
-const graphOptions = traversal as never;
-const adjacency = getAdjacencyMap(backupMachine, graphOptions) as unknown as Record<
-  string,
-  { state: Snap; transitions: Record<string, ModelStep> }
->;
-const toState = getShortestPaths(backupMachine, graphOptions) as unknown as Array<{ state: Snap; steps: ModelStep[] }>;
-const transitions = Object.values(adjacency).flatMap(({ state, transitions: out }) =>
-  Object.values(out).map(({ event, state: next }) => ({ from: state, event, to: next })),
-);
+interface Walk {
+  toState: Array<{ state: Snap; steps: ModelStep[] }>;
+  transitions: Array<{ from: Snap; event: ModelEvent; to: Snap }>;
+}
 
-function pathTo(s: Snap) {
+/** Every state the graph reaches, a shortest path to each, and every transition (state × event) out of them. */
+function walk(machine: AnyStateMachine): Walk {
+  const graphOptions = traversal as never;
+  const adjacency = getAdjacencyMap(machine, graphOptions) as unknown as Record<
+    string,
+    { state: Snap; transitions: Record<string, ModelStep> }
+  >;
+  const toState = getShortestPaths(machine, graphOptions) as unknown as Walk['toState'];
+  const transitions = Object.values(adjacency).flatMap(({ state, transitions: out }) =>
+    Object.values(out).map(({ event, state: next }) => ({ from: state, event, to: next })),
+  );
+  return { toState, transitions };
+}
+
+const { toState, transitions } = walk(backupMachine);
+
+function pathTo(w: Walk, s: Snap) {
   const key = traversal.serializeState(s);
-  const path = toState.find((p) => traversal.serializeState(p.state as Snap) === key);
+  const path = w.toState.find((p) => traversal.serializeState(p.state as Snap) === key);
   if (!path) throw new Error(`no path to ${key}`);
   return path.steps.slice(1).map((st) => st.event);
+}
+
+function factsOf(c: BackupContext): BackupFacts {
+  return { lastSuccessAt: c.lastSuccess?.finishedAt, lastFailureAt: c.lastFailure?.finishedAt, consecutiveFailures: c.consecutiveFailures };
+}
+
+/** A walked transition, in the oracle's words. */
+function situationOf(t: { from: Snap; event: ModelEvent }) {
+  return backupSituation(stateName(t.from.value), factsOf(t.from.context), t.event, schedule.ms);
+}
+
+/** What the graph found, each transition with the state the machine under walk reached. */
+function walkedAgainstOracle(w: Walk) {
+  return w.transitions.map((t) => ({ ...situationOf(t), to: stateName(t.to.value) }));
+}
+
+function pastOf(c: BackupContext): string {
+  if (c.lastSuccess && c.consecutiveFailures) return ' (after a success, then a failure)';
+  if (c.lastSuccess) return ' (after a success)';
+  if (c.consecutiveFailures) return ' (after a failure)';
+  return '';
+}
+
+/** Replays a path on `machine` with hand-driven actors, optionally restarting from the persisted JSON after every step. */
+async function replay(machine: AnyStateMachine, events: ModelEvent[], restartEachStep: boolean): Promise<string> {
+  const driver = new MachineDriver(machine, Object.keys(backupActors));
+  try {
+    for (const event of events) {
+      await driver.send(event as never);
+      if (restartEachStep) {
+        await driver.restart();
+        // A restored in-flight step is invoked again (actors must be idempotent).
+        for (const child of Object.keys(driver.snapshot.children)) expect(driver.pending.has(child)).toBe(true);
+      }
+      checkInvariants(driver.snapshot.context as BackupContext, stateName(driver.snapshot.value), event);
+    }
+    return stateName(driver.snapshot.value);
+  } finally {
+    driver.stop();
+  }
+}
+
+/** The backup machine with one wrong transition: verify's onDone goes to retention, skipping publish. */
+function machineSkippingPublish(): AnyStateMachine {
+  const config = backupMachine.config;
+  const running = config.states!.running!;
+  const verify = running.states!.verify!;
+  const invoke = verify.invoke as { onDone: object };
+  const broken = {
+    ...config,
+    states: {
+      ...config.states,
+      running: {
+        ...running,
+        states: { ...running.states, verify: { ...verify, invoke: { ...invoke, onDone: { ...invoke.onDone, target: 'retention' } } } },
+      },
+    },
+  };
+  return createMachine(broken as never, backupMachine.implementations as never);
 }
 
 describe('the backup machine, walked transition by transition', () => {
@@ -133,31 +208,56 @@ describe('the backup machine, walked transition by transition', () => {
     }
   });
 
+  it('goes where the oracle says on every transition the graph finds, and uses every row of the oracle', () => {
+    const verdict = judge(BACKUP_ORACLE, walkedAgainstOracle({ toState, transitions }));
+    expect(verdict.missing).toEqual([]);
+    expect(verdict.wrong).toEqual([]);
+    expect(verdict.unexercised).toEqual([]);
+    console.info(summary('backup', BACKUP_ORACLE));
+  });
+
   for (const restartEachStep of [false, true]) {
     describe(restartEachStep ? 'with a process restart after every step' : 'in one process', () => {
       for (const t of transitions) {
-        const name = `${stateName(t.from.value)}${(t.from.context as BackupContext).consecutiveFailures ? ' (after a failure)' : ''} --${t.event.type}${t.event.type === 'TICK' ? `@${t.event.now === T0 ? 'soon' : 'later'}` : ''}--> ${stateName(t.to.value)}`;
+        const situation = situationOf(t);
+        const row = BACKUP_ORACLE.lookup(situation);
+        const tick =
+          t.event.type === 'TICK' ? `TICK ${t.event.now === T0 ? 'at once' : 'a month later'} (${situation.when})` : t.event.type;
+        const name = `${stateName(t.from.value)}${pastOf(t.from.context)} --${tick}--> ${row?.next ?? '(no row in the oracle)'}`;
         it(name, async () => {
-          const driver = new BackupDriver();
-          try {
-            const events = [...pathTo(t.from as Snap), t.event];
-            for (const event of events) {
-              await driver.send(event as never);
-              if (restartEachStep) {
-                await driver.restart();
-                // A restored in-flight step is invoked again (actors must be idempotent).
-                for (const child of Object.keys(driver.snapshot.children)) expect(driver.pending.has(child as never)).toBe(true);
-              }
-              checkInvariants(driver.snapshot.context, stateName(driver.snapshot.value), event);
-            }
-            expect(stateName(driver.snapshot.value)).toBe(stateName(t.to.value));
-          } finally {
-            driver.stop();
-          }
+          expect(row, `the oracle has no row for ${keyOf(situation)}`).toBeDefined();
+          const reached = await replay(backupMachine, [...pathTo({ toState, transitions }, t.from), t.event], restartEachStep);
+          expect(reached).toBe(row!.next);
         });
       }
     });
   }
+
+  describe('the oracle check, against a machine with a wrong transition', () => {
+    const broken = machineSkippingPublish();
+    const brokenWalk = walk(broken);
+
+    it('reports the wrong target state: verify done goes to retention, the oracle says publish', () => {
+      const verdict = judge(BACKUP_ORACLE, walkedAgainstOracle(brokenWalk));
+      expect(verdict.missing).toEqual([]);
+      expect(verdict.wrong).toEqual(['running.verify --done--> running.retention, but the oracle says running.publish']);
+      // publish is never reached, so its rows are left unexercised too.
+      expect(verdict.unexercised).toContain('running.publish --done--> running.retention');
+    });
+
+    it('fails the replay of that transition, straight and with restarts', async () => {
+      const t = brokenWalk.transitions.find(
+        (x) => stateName(x.from.value) === 'running.verify' && x.event.type === 'xstate.done.actor.verifyDump',
+      );
+      expect(t).toBeDefined();
+      const row = BACKUP_ORACLE.lookup(situationOf(t!))!;
+      for (const restartEachStep of [false, true]) {
+        const reached = await replay(broken, [...pathTo(brokenWalk, t!.from), t!.event], restartEachStep);
+        expect(reached).toBe('running.retention');
+        expect(reached).not.toBe(row.next);
+      }
+    });
+  });
 
   it('hands each step the results of the steps before it', async () => {
     const driver = new BackupDriver();
