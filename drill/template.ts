@@ -27,6 +27,7 @@ export const PACKAGES = [
   'rsync',
   'acl',
   'attr',
+  'openssl',
   'zstd',
   'fdisk',
   'e2fsprogs',
