@@ -20,7 +20,8 @@ import { judge, keyOf, summary } from './oracle.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12);
 const HOUR = 3_600_000;
-const schedule: Schedule = { kind: 'every', ms: 6 * HOUR };
+const EVERY = 6 * HOUR;
+const schedule: Schedule = { kind: 'every', ms: EVERY };
 const layout = {
   root: { mountPoint: '/', device: '/dev/vda1', fsType: 'xfs' },
   boot: { mountPoint: '/boot', device: '/dev/vda2', fsType: 'xfs' },
@@ -136,7 +137,7 @@ function factsOf(c: BackupContext): BackupFacts {
 
 /** A walked transition, in the oracle's words. */
 function situationOf(t: { from: Snap; event: ModelEvent }) {
-  return backupSituation(stateName(t.from.value), factsOf(t.from.context), t.event, schedule.ms);
+  return backupSituation(stateName(t.from.value), factsOf(t.from.context), t.event, EVERY);
 }
 
 /** What the graph found, each transition with the state the machine under walk reached. */

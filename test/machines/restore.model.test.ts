@@ -2,7 +2,9 @@
  * Model-based tests of the restore machine: @xstate/graph walks its graph,
  * and every transition (state × event) is replayed against the machine with
  * hand-driven actors, once straight and once with a process restart after
- * every step, as the boot hooks restart it. Invariants are checked each step.
+ * every step, as the boot hooks restart it. Invariants are checked each step,
+ * and where each transition must lead comes from the hand-written oracle
+ * (restore.oracle.ts), not from the machine: a wrong target state fails.
  */
 import { describe, expect, it } from 'vitest';
 import { getAdjacencyMap, getShortestPaths } from '@xstate/graph';
@@ -11,6 +13,8 @@ import { restoreActors, restoreMachine, type RestoreContext } from '../../machin
 import type { RestorePlan } from '../../machines/restore-types.js';
 import { stateName } from '../../machines/state-name.js';
 import { MachineDriver } from './machine-driver.js';
+import { judge, keyOf, summary } from './oracle.js';
+import { RESTORE_KNOWN_DISAGREEMENTS, RESTORE_ORACLE, restoreSituation } from './restore.oracle.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12);
 const fs = (mountPoint: string) => ({ mountPoint, device: `/dev/x${mountPoint.length}`, fsType: 'xfs', uuid: `u${mountPoint.length}` });
@@ -75,6 +79,11 @@ function pathTo(s: Snap) {
   return path.steps.slice(1).map((st) => st.event);
 }
 
+/** A walked transition, in the oracle's words. */
+function situationOf(t: { from: Snap; event: ModelStep['event'] }) {
+  return restoreSituation(stateName(t.from.value), t.from.context.current?.failedPhase, t.event);
+}
+
 function checkInvariants(c: RestoreContext, state: string, event: EventObject, before: string): void {
   const resting = ['idle', 'done'].includes(state);
   if (resting) expect(c.current).toBeUndefined();
@@ -113,12 +122,31 @@ describe('the restore machine, walked transition by transition', () => {
     }
   });
 
+  it('goes where the oracle says on every transition the graph finds, and uses every row of the oracle', () => {
+    const verdict = judge(
+      RESTORE_ORACLE,
+      transitions.map((t) => ({ ...situationOf(t), to: stateName(t.to.value) })),
+    );
+    expect(verdict.missing).toEqual([]);
+    // Only the disagreements reported and listed in restore.oracle.ts, each where the machine goes instead.
+    expect(verdict.wrong.map((w) => w.slice(0, w.indexOf('-->') + 3))).toEqual(RESTORE_KNOWN_DISAGREEMENTS);
+    expect(verdict.unexercised).toEqual([]);
+    console.info(summary('restore', RESTORE_ORACLE));
+    if (RESTORE_KNOWN_DISAGREEMENTS.length) console.info(`restore machine disagrees with its oracle:\n  ${verdict.wrong.join('\n  ')}`);
+  });
+
   for (const restartEachStep of [false, true]) {
     describe(restartEachStep ? 'with a process restart after every step' : 'in one process', () => {
       for (const t of transitions) {
-        const from = `${stateName(t.from.value)}${t.from.context.current?.failedPhase ? ` (failed at ${t.from.context.current.failedPhase})` : ''}`;
+        const situation = situationOf(t);
+        const row = RESTORE_ORACLE.lookup(situation);
+        const known = RESTORE_KNOWN_DISAGREEMENTS.includes(keyOf(situation));
+        const failedAt = t.from.context.current?.failedPhase;
+        const from = `${stateName(t.from.value)}${failedAt ? ` (failed at ${failedAt})` : ''}${t.from.context.history.length ? ' (after an earlier restore)' : ''}`;
         const ev = t.event.type === 'RESUME' ? `RESUME${t.event.inInitrd ? ' in the initrd' : ''}` : t.event.type;
-        it(`${from} --${ev}--> ${stateName(t.to.value)}`, async () => {
+        const name = `${from} --${ev}--> ${row?.next ?? '(no row in the oracle)'}${known ? ' (the machine goes elsewhere: a known disagreement, see restore.oracle.ts)' : ''}`;
+        it(name, async () => {
+          expect(row, `the oracle has no row for ${keyOf(situation)}`).toBeDefined();
           const driver = new MachineDriver(restoreMachine, Object.keys(restoreActors));
           try {
             for (const event of [...pathTo(t.from), t.event]) {
@@ -130,7 +158,9 @@ describe('the restore machine, walked transition by transition', () => {
               }
               checkInvariants(driver.snapshot.context as RestoreContext, stateName(driver.snapshot.value), event, before);
             }
-            expect(stateName(driver.snapshot.value)).toBe(stateName(t.to.value));
+            // A known disagreement stays listed only while the machine still has it: fixing the machine fails this until the entry goes.
+            if (known) expect(stateName(driver.snapshot.value)).not.toBe(row!.next);
+            else expect(stateName(driver.snapshot.value)).toBe(row!.next);
           } finally {
             driver.stop();
           }
