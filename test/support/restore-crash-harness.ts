@@ -21,7 +21,7 @@ function crashingReads(target: Target, open: number, bytes: number): Target {
   return Object.assign(Object.create(target) as Target, {
     open: async (id: string) => {
       const stream = await openBackup(id);
-      return ++opened === open ? dyingAfter(stream, bytes) : stream;
+      return ++opened === open ? dyingAfter(stream, bytes, 'inRead') : stream;
     },
   });
 }

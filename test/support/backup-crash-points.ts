@@ -1,0 +1,39 @@
+/**
+ * Where the backup crash harness can be killed: the three step points of
+ * every step of the backup machine, and points inside the long stretches.
+ * Shared by the harness (which acts them out) and the property (which picks
+ * them and says what must hold afterwards).
+ */
+import { BACKUP_STEPS, type BackupActorName } from '../../machines/backup.js';
+
+export const STEP_POINT_KINDS = ['start', 'entered', 'after'] as const;
+export type StepPointKind = (typeof STEP_POINT_KINDS)[number];
+
+export type BackupCrashPoint =
+  /** start: as the step's body begins; entered: 20 ms in, its state saved; after: its side effect done, not yet recorded. */
+  | { kind: StepPointKind; step: BackupActorName }
+  /** Through a target without localWrite (as smb, ftp, s3, tape): once N bytes of the dump reached target.write. */
+  | { kind: 'inDumpStream'; bytes: number }
+  /** The file target's dump, which xfsdump writes itself: once the pending file holds N bytes. */
+  | { kind: 'inDumpFile'; bytes: number }
+  /** The verification's read-back of the pending dump (openPending), after N bytes. */
+  | { kind: 'inReadBack'; bytes: number }
+  /** Publish: target.commit has returned, the step has not. */
+  | { kind: 'inPublishAfterCommit' }
+  /** Retention: once the first old backup is removed, or while cleanPending removes leftovers. */
+  | { kind: 'inRetention'; at: 'afterFirstRemove' | 'inCleanPending' };
+
+export type BackupCrashKind = BackupCrashPoint['kind'];
+
+/** A step made deliberately wrong, to show that the property catches it. */
+export type BrokenStep = 'retentionBeforePublish';
+
+export interface BackupCrashRequest {
+  point: BackupCrashPoint;
+  broken?: BrokenStep;
+}
+
+/** Every step point of every step the backup machine names. */
+export function backupStepPoints(): BackupCrashPoint[] {
+  return Object.values(BACKUP_STEPS).flatMap((step) => STEP_POINT_KINDS.map((kind): BackupCrashPoint => ({ kind, step })));
+}
