@@ -16,9 +16,9 @@ import { rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { TapeTarget } from '../src/targets/tape.js';
+import { TapeTarget } from '../src/targets/tape/target.js';
 import { DEFAULT_BLOCK_SIZE, tapeTargetSchema } from '../src/targets/tape-config.js';
-import { createTapeStandIn } from '../test/support/tape-standin.js';
+import { createTapeStandIn } from '../test/support/standins/tape.js';
 
 const MiB = 1024 * 1024;
 

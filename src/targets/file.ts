@@ -13,13 +13,22 @@ import { pipeline } from 'node:stream/promises';
 import type { FileTargetConfig } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import { isMountPoint } from '../system/mounts.js';
-import { syncDirectory, writeJsonDurable } from '../state/durable.js';
-import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';
+import { syncDirectory, writeDurable } from '../state/durable.js';
+import {
+  assertSameBackup,
+  checkId,
+  encodeMetadata,
+  isBackupId,
+  LIST_SHOWS,
+  oldestFirst,
+  storedBackup,
+  trustedMetadata,
+} from './kit/index.js';
+import type { BackupMetadata, StoredBackup, Target } from './target.js';
 
 const DUMP_FILE = 'home.xfsdump';
 const META_FILE = 'meta.json';
 const INCOMING = '.incoming';
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export class FileTarget implements Target {
   readonly description: string;
@@ -92,16 +101,11 @@ export class FileTarget implements Target {
   async commit(id: string, metadata: BackupMetadata): Promise<StoredBackup> {
     const final = this.backupDir(id);
     const pending = this.pendingDir(id);
-    const already = await readMetadata(join(final, META_FILE));
-    if (already && already.sha256 !== metadata.sha256) {
-      throw new UserError('target', `a different backup with id ${id} is already on the target`, {
-        where: final,
-        hint: 'Run the backup again: it gets a new id; the backup already there is kept',
-      });
-    }
+    const already = await readMetadata(final, id);
+    if (already) assertSameBackup(id, already, metadata, final);
     if (!already) {
       try {
-        writeJsonDurable(join(pending, META_FILE), metadata, 0o600);
+        writeDurable(join(pending, META_FILE), encodeMetadata(metadata), 0o600);
         await rename(pending, final);
         syncDirectory(this.config.path);
       } catch (e) {
@@ -122,11 +126,11 @@ export class FileTarget implements Target {
       });
     }
     const found: StoredBackup[] = [];
-    for (const id of names.filter((n) => ID_PATTERN.test(n))) {
-      const metadata = await readMetadata(join(this.backupDir(id), META_FILE));
+    for (const id of names.filter(isBackupId)) {
+      const metadata = await readMetadata(this.backupDir(id), id);
       if (metadata && (await exists(join(this.backupDir(id), DUMP_FILE)))) found.push(this.describe(id, metadata));
     }
-    return found.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
+    return oldestFirst(found);
   }
 
   async open(id: string): Promise<Readable> {
@@ -153,13 +157,7 @@ export class FileTarget implements Target {
   }
 
   private describe(id: string, metadata: BackupMetadata): StoredBackup {
-    return {
-      id,
-      created: metadata.created,
-      size: metadata.size,
-      location: join(this.backupDir(id), DUMP_FILE),
-      metadata,
-    };
+    return storedBackup(metadata, join(this.backupDir(id), DUMP_FILE));
   }
 
   private backupDir(id: string): string {
@@ -176,7 +174,7 @@ export class FileTarget implements Target {
     const handle = await open(file, 'r').catch(() => {
       throw new UserError('target', 'the backup file cannot be opened', {
         where: file,
-        hint: 'Check the backup disk is mounted; "syn3-backup list" shows the backups that are there',
+        hint: `Check the backup disk is mounted; ${LIST_SHOWS}`,
       });
     });
     // 1 MiB reads: with the default 64 KiB, Node's per-chunk cost exceeds xfsrestore's own.
@@ -205,10 +203,6 @@ export class FileTarget implements Target {
   }
 }
 
-function checkId(id: string): void {
-  if (!ID_PATTERN.test(id)) throw new UserError('usage', `"${id}" is not a backup id`, { hint: 'Use an id that "syn3-backup list" shows' });
-}
-
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,
@@ -216,11 +210,8 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-async function readMetadata(file: string): Promise<BackupMetadata | undefined> {
-  try {
-    const m = JSON.parse(await readFile(file, 'utf8')) as BackupMetadata;
-    return m.format === METADATA_FORMAT ? m : undefined;
-  } catch {
-    return undefined;
-  }
+/** The metadata in a backup's directory, when it is there and can be trusted (see kit/metadata.ts). */
+async function readMetadata(dir: string, id: string): Promise<BackupMetadata | undefined> {
+  const text = await readFile(join(dir, META_FILE), 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : trustedMetadata(text, id);
 }

@@ -8,14 +8,28 @@
  * and it is removed first on deletion. Every operation has its own control
  * connection, closed when it is done; nothing is staged locally.
  */
-import { stat, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { Client, FTPError, type FileInfo } from 'basic-ftp';
 import { UserError } from '../errors.js';
+import { redact } from '../system/run.js';
 import type { FtpTargetConfig } from './ftp-config.js';
-import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';
+import {
+  assertSameBackup,
+  checkId,
+  EARLIER_KEPT,
+  encodeMetadata,
+  isBackupId,
+  LIST_SHOWS,
+  oldestFirst,
+  readSecretFile,
+  RUN_AGAIN,
+  storedBackup,
+  trustedMetadata,
+} from './kit/index.js';
+import type { BackupMetadata, StoredBackup, Target } from './target.js';
 
 const DUMP = '.xfsdump';
 const META = '.meta.json';
@@ -25,7 +39,6 @@ const PROBE = '.space-probe';
 const PROBE_BYTES = 64 * 1024;
 /** What check() writes and deletes to see the directory is writable. */
 const CHECK_FILE = 'syn3-backup-write-check.partial';
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const MAX_META_BYTES = 1024 * 1024;
 const STREAM_BUFFER = 512 * 1024;
 
@@ -70,28 +83,12 @@ export interface FtpTargetOptions {
  * stricter. A file that group or others can read (or write) is refused.
  */
 export async function readPasswordFile(file: string): Promise<string> {
-  let mode: number;
-  try {
-    const s = await stat(file);
-    if (!s.isFile()) throw new Error('not a file');
-    mode = s.mode & 0o777;
-  } catch {
-    throw new UserError('config', 'the FTP password file does not exist', {
-      where: file,
-      hint: 'Put the password on one line in it (chmod 600), or correct target.password_file',
-    });
-  }
-  if (mode & 0o077) {
-    throw new UserError(
-      'config',
-      `the FTP password file is open to ${mode & 0o007 ? 'other users' : 'its group'} (mode ${mode.toString(8).padStart(4, '0')})`,
-      {
-        where: file,
-        hint: `Make it readable by root only: chmod 600 ${file}`,
-      },
-    );
-  }
-  const password = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+  const text = await readSecretFile(file, {
+    what: 'the FTP password file',
+    secret: 'password',
+    missingHint: 'Put the password on one line in it (chmod 600), or correct target.password_file',
+  });
+  const password = text.replace(/\r?\n$/, '');
   if (!password || /[\r\n\0]/.test(password)) {
     throw new UserError('config', 'the FTP password file must hold the password on a single line', {
       where: file,
@@ -166,12 +163,7 @@ export class FtpTarget implements Target {
     return this.session(async (client) => {
       const already = await this.readMetadata(client, id);
       if (already) {
-        if (already.sha256 !== metadata.sha256) {
-          throw new UserError('target', `a different backup with id ${id} is already on the target`, {
-            where: this.url(meta),
-            hint: 'Run the backup again: it gets a new id; the backup already there is kept',
-          });
-        }
+        assertSameBackup(id, already, metadata, this.url(meta));
         return this.describe(id, already);
       }
       const names = await this.names(client);
@@ -179,12 +171,12 @@ export class FtpTarget implements Target {
       if (!uploaded && !names.has(dump)) {
         throw new UserError('target', `there is no uploaded backup ${id} to publish`, {
           where: this.url(partialName(id)),
-          hint: 'Run the backup again; the earlier backups were kept',
+          hint: RUN_AGAIN,
         });
       }
       // The metadata goes up first, under a temporary name: if the server is full now,
       // nothing has been renamed yet. The renames that follow need no space.
-      const text = Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`);
+      const text = Buffer.from(encodeMetadata(metadata));
       const pending = meta + PARTIAL;
       try {
         await this.attempt('upload', this.url(pending), () => client.uploadFrom(Readable.from([text]), pending));
@@ -209,11 +201,11 @@ export class FtpTarget implements Target {
       for (const name of names) {
         if (!name.endsWith(META)) continue;
         const id = name.slice(0, -META.length);
-        if (!ID_PATTERN.test(id) || !names.has(dumpName(id))) continue;
+        if (!isBackupId(id) || !names.has(dumpName(id))) continue;
         const metadata = await this.readMetadata(client, id);
         if (metadata) found.push(this.describe(id, metadata));
       }
-      return found.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
+      return oldestFirst(found);
     });
   }
 
@@ -356,7 +348,7 @@ export class FtpTarget implements Target {
         if (e instanceof FTPError && e.code === 550) {
           throw new UserError('target', missing, {
             where,
-            hint: '"syn3-backup list" shows the backups that are there',
+            hint: LIST_SHOWS,
           });
         }
         throw this.failure(e, 'download', where);
@@ -418,12 +410,7 @@ export class FtpTarget implements Target {
       throw this.failure(e, 'download', this.url(metaName(id)));
     }
     if (size > MAX_META_BYTES) return undefined;
-    try {
-      const m = JSON.parse(Buffer.concat(chunks).toString('utf8')) as BackupMetadata;
-      return m.format === METADATA_FORMAT && m.id === id ? m : undefined;
-    } catch {
-      return undefined;
-    }
+    return trustedMetadata(Buffer.concat(chunks).toString('utf8'), id);
   }
 
   // ---- errors ----
@@ -498,20 +485,20 @@ export class FtpTarget implements Target {
       if (code === 553 || (code === 550 && (phase === 'upload' || phase === 'rename'))) {
         return new UserError('target', `the FTP server does not let user ${this.config.user} write there (${said})`, {
           where,
-          hint: `Give ${this.config.user} write permission in ${this.config.directory} on the server; the earlier backups were kept`,
+          hint: `Give ${this.config.user} write permission in ${this.config.directory} on the server; ${EARLIER_KEPT}`,
           cause: e,
         });
       }
       if (code === 421) {
         return new UserError('target', `the FTP server closed the session while ${DOING[phase]} (${said})`, {
           where,
-          hint: 'Check the server (its connection limits, its log) and run again; the earlier backups were kept',
+          hint: `Check the server (its connection limits, its log) and run again; ${EARLIER_KEPT}`,
           cause: e,
         });
       }
       return new UserError('target', `the FTP server refused ${DOING[phase]} (${said})`, {
         where,
-        hint: 'See the server log for why; the earlier backups were kept',
+        hint: `See the server log for why; ${EARLIER_KEPT}`,
         cause: e,
       });
     }
@@ -542,7 +529,7 @@ export class FtpTarget implements Target {
       `the FTP server is full: it stopped taking the backup${after} (${said}); the partial upload was removed`,
       {
         where,
-        hint: `Free space on the FTP server (or raise the quota of ${this.config.user}) or lower target.retention.keep; the earlier backups were kept`,
+        hint: `Free space on the FTP server (or raise the quota of ${this.config.user}) or lower target.retention.keep; ${EARLIER_KEPT}`,
         cause: e,
       },
     );
@@ -558,13 +545,13 @@ export class FtpTarget implements Target {
   }
 
   private redact(text: string): string {
-    return this.#secret ? text.split(this.#secret).join('***') : text;
+    return redact(text, [this.#secret]);
   }
 
   // ---- names ----
 
   private describe(id: string, metadata: BackupMetadata): StoredBackup {
-    return { id, created: metadata.created, size: metadata.size, location: this.url(dumpName(id)), metadata };
+    return storedBackup(metadata, this.url(dumpName(id)));
   }
 
   private server(): string {
@@ -577,11 +564,6 @@ export class FtpTarget implements Target {
     const path = name ? posix.join(directory, name) : directory;
     return `ftp://${encodeURIComponent(user)}@${this.server()}${path.startsWith('/') ? '' : '/'}${path}`;
   }
-}
-
-function checkId(id: string): string {
-  if (!ID_PATTERN.test(id)) throw new UserError('usage', `"${id}" is not a backup id`, { hint: 'Use an id that "syn3-backup list" shows' });
-  return id;
 }
 
 function dumpName(id: string): string {
@@ -602,13 +584,13 @@ function leftoverOf(name: string, names: Set<string>): string | undefined {
   for (const suffix of [DUMP + PARTIAL, META + PARTIAL, PROBE + PARTIAL]) {
     if (name.endsWith(suffix)) {
       const id = name.slice(0, -suffix.length);
-      return ID_PATTERN.test(id) ? id : undefined;
+      return isBackupId(id) ? id : undefined;
     }
   }
   // A dump whose metadata never arrived (a commit or a removal that broke off).
   if (name.endsWith(DUMP)) {
     const id = name.slice(0, -DUMP.length);
-    if (ID_PATTERN.test(id) && !names.has(id + META)) return id;
+    if (isBackupId(id) && !names.has(id + META)) return id;
   }
   return undefined;
 }

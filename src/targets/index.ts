@@ -16,6 +16,6 @@ export async function createTarget(config: TargetConfig): Promise<Target> {
     case 's3':
       return new (await import('./s3.js')).S3Target(config);
     case 'tape':
-      return new (await import('./tape.js')).TapeTarget(config);
+      return new (await import('./tape/target.js')).TapeTarget(config);
   }
 }

@@ -10,7 +10,6 @@
  * of an interrupted run that cleanPending removes (and aborts).
  * The keys come from a 0600 file, never from the configuration.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -27,12 +26,27 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { UserError } from '../errors.js';
+import { redact } from '../system/run.js';
+import {
+  assertSameBackup,
+  checkId,
+  EARLIER_KEPT,
+  encodeMetadata,
+  isBackupId,
+  LIST_SHOWS,
+  oldestFirst,
+  PARTIAL_DISCARDED,
+  readSecretFile,
+  RUN_AGAIN,
+  RUN_AGAIN_NEW_ID,
+  storedBackup,
+  trustedMetadata,
+} from './kit/index.js';
 import type { S3TargetConfig } from './s3-config.js';
-import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';
+import type { BackupMetadata, StoredBackup, Target } from './target.js';
 
 const DUMP = 'home.xfsdump';
 const MANIFEST = 'manifest.json';
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const MiB = 1024 * 1024;
 
 export interface S3Credentials {
@@ -75,7 +89,7 @@ export class S3Target implements Target {
       if (await this.manifestOf(id, 'check', this.url(key))) {
         throw new UserError('target', `a backup with id ${id} is already committed on the target`, {
           where: this.url(key),
-          hint: 'Run the backup again: it gets a new id; the backup already there is kept',
+          hint: RUN_AGAIN_NEW_ID,
         });
       }
       const { client } = await this.connect();
@@ -115,12 +129,7 @@ export class S3Target implements Target {
     const key = this.manifestKey(id);
     const already = await this.manifestOf(id, 'commit');
     if (already) {
-      if (already.sha256 !== metadata.sha256) {
-        throw new UserError('target', `a different backup with id ${id} is already on the target`, {
-          where: this.url(key),
-          hint: 'Run the backup again: it gets a new id; the backup already there is kept',
-        });
-      }
+      assertSameBackup(id, already, metadata, this.url(key));
       return this.describe(id, already);
     }
     const dump = await this.send('commit', this.url(this.dumpKey(id)), (c) =>
@@ -135,7 +144,7 @@ export class S3Target implements Target {
         `the uploaded backup is ${dump ? `${dump.ContentLength ?? '?'} bytes, not ${metadata.size}` : 'not on the target'}, so it was not committed`,
         {
           where: this.url(this.dumpKey(id)),
-          hint: 'Run the backup again; the earlier backups were kept',
+          hint: RUN_AGAIN,
         },
       );
     }
@@ -144,7 +153,7 @@ export class S3Target implements Target {
         new PutObjectCommand({
           Bucket: this.config.bucket,
           Key: key,
-          Body: `${JSON.stringify(metadata, null, 2)}\n`,
+          Body: encodeMetadata(metadata),
           ContentType: 'application/json',
         }),
       ),
@@ -160,7 +169,7 @@ export class S3Target implements Target {
       const read = await Promise.all(batch.map(async (id) => ({ id, metadata: await this.manifestOf(id, 'list') })));
       for (const { id, metadata } of read) if (metadata) found.push(this.describe(id, metadata));
     }
-    return found.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
+    return oldestFirst(found);
   }
 
   async open(id: string): Promise<Readable> {
@@ -276,23 +285,18 @@ export class S3Target implements Target {
       if (e instanceof UserError && notFound(e.cause) && !bucketMissing(e.cause)) return undefined;
       throw e;
     }
-    try {
-      const m = JSON.parse(text) as BackupMetadata;
-      return m.format === METADATA_FORMAT && m.id === id ? m : undefined;
-    } catch {
-      return undefined;
-    }
+    return trustedMetadata(text, id);
   }
 
   private describe(id: string, metadata: BackupMetadata): StoredBackup {
-    return { id, created: metadata.created, size: metadata.size, location: this.url(this.dumpKey(id)), metadata };
+    return storedBackup(metadata, this.url(this.dumpKey(id)));
   }
 
   private idOf(key: string, name: string): string | undefined {
     const { prefix } = this.config;
     if (!key.startsWith(prefix) || !key.endsWith(`/${name}`)) return undefined;
     const id = key.slice(prefix.length, -name.length - 1);
-    return ID_PATTERN.test(id) ? id : undefined;
+    return isBackupId(id) ? id : undefined;
   }
 
   private dumpKey(id: string): string {
@@ -355,8 +359,8 @@ export function describeS3Error(e: unknown, action: Action, where: string, confi
   const code = errorCode(e);
   const status = e instanceof S3ServiceException ? e.$metadata.httpStatusCode : undefined;
   const server = config.endpoint ?? `AWS S3 in ${config.region}`;
-  const what = action === 'write' ? 'the partial backup was discarded' : 'nothing was changed';
-  const kept = 'the earlier backups were kept';
+  const what = action === 'write' ? PARTIAL_DISCARDED : 'nothing was changed';
+  const kept = EARLIER_KEPT;
   const said = clean(e instanceof Error ? e.message : String(e), secret);
   if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidSecurity', 'InvalidToken', 'ExpiredToken'].includes(code)) {
     return new UserError('target', `the S3 server refused the credentials (${code})`, {
@@ -389,7 +393,7 @@ export function describeS3Error(e: unknown, action: Action, where: string, confi
   if (code === 'NoSuchKey' || (status === 404 && action === 'read')) {
     return new UserError('target', 'the backup object is not on the target', {
       where,
-      hint: '"syn3-backup list" shows the backups that are there',
+      hint: LIST_SHOWS,
       cause: e,
     });
   }
@@ -422,25 +426,14 @@ export function describeS3Error(e: unknown, action: Action, where: string, confi
  * "#" comments allowed) from a file that only its owner may read.
  */
 export async function readS3Credentials(file: string): Promise<S3Credentials> {
-  const info = await stat(file).catch(() => undefined);
-  if (!info?.isFile()) {
-    throw new UserError('config', 'the S3 credentials file does not exist', {
-      where: file,
-      hint: 'Create it with the lines "access_key_id = ..." and "secret_access_key = ...", mode 0600 (chmod 600), or correct target.credentials_file',
-    });
-  }
-  if ((info.mode & 0o077) !== 0) {
-    throw new UserError(
-      'config',
-      `the S3 credentials file is open to group or others (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')})`,
-      {
-        where: file,
-        hint: `Run "chmod 600 ${file}" (the secret key must be readable by root only), and consider replacing the keys`,
-      },
-    );
-  }
+  const text = await readSecretFile(file, {
+    what: 'the S3 credentials file',
+    secret: 'keys',
+    missingHint:
+      'Create it with the lines "access_key_id = ..." and "secret_access_key = ...", mode 0600 (chmod 600), or correct target.credentials_file',
+  });
   const values = new Map<string, string>();
-  for (const raw of (await readFile(file, 'utf8')).split('\n')) {
+  for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (!line || line.startsWith('#') || line.startsWith('[')) continue;
     const m = /^(?:aws_)?(access_key_id|secret_access_key)\s*=\s*(.*)$/i.exec(line);
@@ -510,11 +503,7 @@ function networkCode(e: unknown): string | undefined {
 
 function clean(text: string, secret?: string): string {
   const one = text.split('\n')[0]!.trim().slice(0, 300);
-  return secret ? one.split(secret).join('***') : one;
-}
-
-function checkId(id: string): void {
-  if (!ID_PATTERN.test(id)) throw new UserError('usage', `"${id}" is not a backup id`, { hint: 'Use an id that "syn3-backup list" shows' });
+  return redact(one, secret ? [secret] : []);
 }
 
 function chunks<T>(xs: T[], n: number): T[][] {

@@ -15,20 +15,33 @@
  * Each host should have its own target.directory: cleanPending takes any
  * unfinished upload in the directory for a leftover.
  */
-import { readFile, stat, mkdtemp, rm } from 'node:fs/promises';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { finish, run, start, type RunResult } from '../system/run.js';
 import { UserError } from '../errors.js';
+import {
+  assertSameBackup,
+  checkId,
+  EARLIER_KEPT,
+  encodeMetadata,
+  isBackupId,
+  LIST_SHOWS,
+  oldestFirst,
+  PARTIAL_DISCARDED,
+  readSecretFile,
+  RUN_AGAIN,
+  storedBackup,
+  trustedMetadata,
+} from './kit/index.js';
 import type { SmbTargetConfig } from './smb-config.js';
-import { METADATA_FORMAT, type BackupMetadata, type StoredBackup, type Target } from './target.js';
+import type { BackupMetadata, StoredBackup, Target } from './target.js';
 
 const INCOMING = '.incoming';
 const DUMP_SUFFIX = '.xfsdump';
 const META_SUFFIX = '.meta.json';
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** How long a command that moves no backup data may take (smbclient gives up on a silent server after 20 s). */
 const CONTROL_TIMEOUT_MS = 120_000;
 const SAID_LIMIT = 64 * 1024;
@@ -49,30 +62,7 @@ export interface SmbCredentials {
  */
 export async function readSmbCredentials(file: string): Promise<SmbCredentials> {
   const hint = `Create it with "username = ...", "password = ..." and "domain = ..." lines and chmod 600, or correct target.credentials_file`;
-  let mode: number;
-  try {
-    const s = await stat(file);
-    if (!s.isFile()) throw new Error('not a file');
-    mode = s.mode & 0o777;
-  } catch {
-    throw new UserError('config', 'the SMB credentials file does not exist', { where: file, hint });
-  }
-  if (mode & 0o077) {
-    throw new UserError('config', `the SMB credentials file is readable by other users (mode ${mode.toString(8).padStart(4, '0')})`, {
-      where: file,
-      hint: `It holds a password: make it private with chmod 600 ${file}`,
-    });
-  }
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new UserError('config', 'the SMB credentials file cannot be read', {
-      where: file,
-      hint: 'Check that it is readable by root',
-      cause: e,
-    });
-  }
+  const text = await readSecretFile(file, { what: 'the SMB credentials file', secret: 'password', missingHint: hint });
   const values = new Map<string, string>();
   for (const line of text.split(/\r?\n/)) {
     const m = /^\s*(username|password|domain)\s*=\s?(.*)$/i.exec(line);
@@ -227,7 +217,7 @@ export class SmbTarget implements Target {
     // one renames the metadata into place, which is what makes the backup count.
     // The rename has no -f: a dump already under the final name is looked at before anything replaces it.
     const first = await this.session(`rename ${pendingDump(id)} ${finalDump(id)}; put - ${pendingMeta(id)}`, 'commit', {
-      input: `${JSON.stringify(metadata, null, 2)}\n`,
+      input: encodeMetadata(metadata),
     });
     const renameFailed = /^NT_STATUS_\w+ renaming files.*$/m.exec(first.said)?.[0];
     if (renameFailed) {
@@ -236,13 +226,10 @@ export class SmbTarget implements Target {
       if (failure !== 'not-found' && !collision)
         throw this.error({ ...first, said: renameFailed }, 'commit', `${this.where}/${finalDump(id)}`);
       const already = await this.readMetadata(id);
-      if (already && already.sha256 !== metadata.sha256) {
-        throw new UserError('target', `a different backup with id ${id} is already on the target`, {
-          where: `${this.where}/${finalDump(id)}`,
-          hint: 'Run the backup again: it gets a new id; the backup already there is kept',
-        });
+      if (already) {
+        assertSameBackup(id, already, metadata, `${this.where}/${finalDump(id)}`);
+        return this.describe(id, metadata);
       }
-      if (already) return this.describe(id, metadata);
       if (collision) {
         // A dump without metadata is the leftover of an interrupted run: the verified one replaces it.
         await this.smb(`rename ${pendingDump(id)} ${finalDump(id)} -f`, 'commit');
@@ -250,7 +237,7 @@ export class SmbTarget implements Target {
         // Not there either: an earlier commit of this id did not get as far as the rename.
         throw new UserError('target', `there is no written backup ${id} to commit`, {
           where: `${this.where}/${pendingDump(id)}`,
-          hint: 'Run the backup again; the earlier backups were kept',
+          hint: RUN_AGAIN,
         });
       }
     }
@@ -272,11 +259,11 @@ export class SmbTarget implements Target {
       const found: StoredBackup[] = [];
       for (const name of files) {
         const id = name.endsWith(META_SUFFIX) ? name.slice(0, -META_SUFFIX.length) : undefined;
-        if (!id || !ID_PATTERN.test(id) || !files.has(finalDump(id))) continue;
-        const metadata = parseMetadata(await readFile(join(local, name), 'utf8').catch(() => ''));
+        if (!id || !isBackupId(id) || !files.has(finalDump(id))) continue;
+        const metadata = trustedMetadata(await readFile(join(local, name), 'utf8').catch(() => ''), id);
         if (metadata) found.push(this.describe(id, metadata));
       }
-      return found.sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
+      return oldestFirst(found);
     } finally {
       await rm(local, { recursive: true, force: true });
     }
@@ -328,7 +315,7 @@ export class SmbTarget implements Target {
   }
 
   private describe(id: string, metadata: BackupMetadata): StoredBackup {
-    return { id, created: metadata.created, size: metadata.size, location: `${this.where}/${finalDump(id)}`, metadata };
+    return storedBackup(metadata, `${this.where}/${finalDump(id)}`);
   }
 
   private async exists(name: string): Promise<boolean> {
@@ -338,7 +325,7 @@ export class SmbTarget implements Target {
 
   private async readMetadata(id: string): Promise<BackupMetadata | undefined> {
     const { stdout } = await this.smb(`get ${finalMeta(id)} -`, 'list', { missingIsFine: true });
-    return parseMetadata(stdout);
+    return trustedMetadata(stdout, id);
   }
 
   /**
@@ -473,8 +460,8 @@ export class SmbTarget implements Target {
     const { failure: what, status } = classifySmbFailure(said, signal);
     const code = status ? ` (${status})` : signal ? ` (smbclient was killed by ${signal})` : '';
     const creds = this.config.credentials_file;
-    const kept = action === 'write' || action === 'commit' ? '; the earlier backups were kept' : '';
-    const discarded = action === 'write' ? '; the partial backup was discarded' : '';
+    const kept = action === 'write' || action === 'commit' ? `; ${EARLIER_KEPT}` : '';
+    const discarded = action === 'write' ? `; ${PARTIAL_DISCARDED}` : '';
     const make = (message: string, at: string, hint: string) => new UserError('target', message, { where: at, hint, cause });
     switch (what) {
       case 'credentials':
@@ -520,7 +507,7 @@ export class SmbTarget implements Target {
       case 'denied':
         return make(`the share refused access${code}`, where, `Give the user named in ${creds} write access to ${this.where}${kept}`);
       case 'not-found':
-        return make(`the backup file is not on the share${code}`, where, '"syn3-backup list" shows the backups that are there');
+        return make(`the backup file is not on the share${code}`, where, LIST_SHOWS);
       case 'other': {
         const last = said
           .replace(HARMLESS, '')
@@ -541,11 +528,6 @@ export class SmbTarget implements Target {
 
 type Action = 'check' | 'write' | 'read' | 'commit' | 'list' | 'remove';
 
-function checkId(id: string): string {
-  if (!ID_PATTERN.test(id)) throw new UserError('usage', `"${id}" is not a backup id`, { hint: 'Use an id that "syn3-backup list" shows' });
-  return id;
-}
-
 const pendingDump = (id: string) => `${INCOMING}/${checkId(id)}${DUMP_SUFFIX}`;
 const pendingMeta = (id: string) => `${INCOMING}/${checkId(id)}${META_SUFFIX}`;
 const finalDump = (id: string) => `${checkId(id)}${DUMP_SUFFIX}`;
@@ -561,14 +543,5 @@ function filesIn(stdout: string): string[] {
 function idOf(name: string): string | undefined {
   const suffix = [DUMP_SUFFIX, META_SUFFIX].find((s) => name.endsWith(s));
   const id = suffix ? name.slice(0, -suffix.length) : undefined;
-  return id && ID_PATTERN.test(id) ? id : undefined;
-}
-
-function parseMetadata(text: string): BackupMetadata | undefined {
-  try {
-    const m = JSON.parse(text) as BackupMetadata;
-    return m && m.format === METADATA_FORMAT ? m : undefined;
-  } catch {
-    return undefined;
-  }
+  return id && isBackupId(id) ? id : undefined;
 }

@@ -1,0 +1,36 @@
+/**
+ * The files that hold a target's password or keys (smb, ftp, s3): private to
+ * root (mode 0600 or stricter), read at each use, never copied anywhere. A
+ * file that group or others can open is refused before anything is sent,
+ * whatever it holds.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { UserError } from '../../errors.js';
+
+export interface SecretFile {
+  /** For messages: "the FTP password file". */
+  what: string;
+  /** What is in it, for the advice after it was exposed: "password", "keys". */
+  secret: string;
+  /** How to make one when it is missing. */
+  missingHint: string;
+}
+
+/** The file's text, once it is known to be a regular file only its owner may open. */
+export async function readSecretFile(file: string, kind: SecretFile): Promise<string> {
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) throw new UserError('config', `${kind.what} does not exist`, { where: file, hint: kind.missingHint });
+  const mode = info.mode & 0o777;
+  if (mode & 0o077) {
+    const who = mode & 0o007 ? 'other users' : 'its group';
+    throw new UserError('config', `${kind.what} is open to ${who} (mode ${mode.toString(8).padStart(4, '0')})`, {
+      where: file,
+      hint: `Make it readable by root only: chmod 600 ${file} (and, as ${who} could read it, consider changing the ${kind.secret})`,
+    });
+  }
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UserError('config', `${kind.what} cannot be read`, { where: file, hint: 'Check that it is readable by root', cause: e });
+  }
+}
