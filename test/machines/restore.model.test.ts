@@ -14,7 +14,7 @@ import type { RestorePlan } from '../../machines/restore-types.js';
 import { stateName } from '../../machines/state-name.js';
 import { MachineDriver } from './machine-driver.js';
 import { judge, keyOf, summary } from './oracle.js';
-import { RESTORE_KNOWN_DISAGREEMENTS, RESTORE_ORACLE, restoreSituation } from './restore.oracle.js';
+import { RESTORE_ORACLE, restoreSituation } from './restore.oracle.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12);
 const fs = (mountPoint: string) => ({ mountPoint, device: `/dev/x${mountPoint.length}`, fsType: 'xfs', uuid: `u${mountPoint.length}` });
@@ -128,11 +128,9 @@ describe('the restore machine, walked transition by transition', () => {
       transitions.map((t) => ({ ...situationOf(t), to: stateName(t.to.value) })),
     );
     expect(verdict.missing).toEqual([]);
-    // Only the disagreements reported and listed in restore.oracle.ts, each where the machine goes instead.
-    expect(verdict.wrong.map((w) => w.slice(0, w.indexOf('-->') + 3))).toEqual(RESTORE_KNOWN_DISAGREEMENTS);
+    expect(verdict.wrong).toEqual([]);
     expect(verdict.unexercised).toEqual([]);
     console.info(summary('restore', RESTORE_ORACLE));
-    if (RESTORE_KNOWN_DISAGREEMENTS.length) console.info(`restore machine disagrees with its oracle:\n  ${verdict.wrong.join('\n  ')}`);
   });
 
   for (const restartEachStep of [false, true]) {
@@ -140,11 +138,10 @@ describe('the restore machine, walked transition by transition', () => {
       for (const t of transitions) {
         const situation = situationOf(t);
         const row = RESTORE_ORACLE.lookup(situation);
-        const known = RESTORE_KNOWN_DISAGREEMENTS.includes(keyOf(situation));
         const failedAt = t.from.context.current?.failedPhase;
         const from = `${stateName(t.from.value)}${failedAt ? ` (failed at ${failedAt})` : ''}${t.from.context.history.length ? ' (after an earlier restore)' : ''}`;
         const ev = t.event.type === 'RESUME' ? `RESUME${t.event.inInitrd ? ' in the initrd' : ''}` : t.event.type;
-        const name = `${from} --${ev}--> ${row?.next ?? '(no row in the oracle)'}${known ? ' (the machine goes elsewhere: a known disagreement, see restore.oracle.ts)' : ''}`;
+        const name = `${from} --${ev}--> ${row?.next ?? '(no row in the oracle)'}`;
         it(name, async () => {
           expect(row, `the oracle has no row for ${keyOf(situation)}`).toBeDefined();
           const driver = new MachineDriver(restoreMachine, Object.keys(restoreActors));
@@ -158,9 +155,7 @@ describe('the restore machine, walked transition by transition', () => {
               }
               checkInvariants(driver.snapshot.context as RestoreContext, stateName(driver.snapshot.value), event, before);
             }
-            // A known disagreement stays listed only while the machine still has it: fixing the machine fails this until the entry goes.
-            if (known) expect(stateName(driver.snapshot.value)).not.toBe(row!.next);
-            else expect(stateName(driver.snapshot.value)).toBe(row!.next);
+            expect(stateName(driver.snapshot.value)).toBe(row!.next);
           } finally {
             driver.stop();
           }

@@ -172,23 +172,6 @@ failed                     | finish         | RESUME          | postRestore.fini
 failed                     | finish         | ABORT           | failed
 `);
 
-/**
- * Where the machine disagrees with the oracle, found by these tests and reported,
- * not yet fixed in machines/restore.ts: RESUME in the initrd, after a phase of the
- * installed system failed, runs that phase again in the initrd (chrooted into the
- * system copy, which lives on the /home that formatHome would format). The seed
- * runs those phases before the reboot; the README resumes them with `resume`.
- * Each entry is the oracle's key; its replay is expected to fail until the
- * machine is fixed, and then this list must shrink.
- */
-export const RESTORE_KNOWN_DISAGREEMENTS: readonly string[] = [
-  'failed [preflight] --RESUME --initrd-->',
-  'failed [stopServices] --RESUME --initrd-->',
-  'failed [formatHome] --RESUME --initrd-->',
-  'failed [restoreHome] --RESUME --initrd-->',
-  'failed [markers] --RESUME --initrd-->',
-];
-
 /** A walked transition in the oracle's words: the failed phase is the condition; done and error are the state's own phase's. */
 export function restoreSituation(state: string, failedPhase: string | undefined, event: { type: string; [k: string]: unknown }): Situation {
   const when = state === 'failed' ? (failedPhase ?? '?') : '-';
