@@ -5,6 +5,9 @@
  * Exit statuses alone are not trusted: xfsrestore says SUCCESS on a truncated
  * dump, and only the checksum catches a target that returns other bytes.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { UserError } from '../src/errors.js';
@@ -34,10 +37,26 @@ export async function verifyStream(
   compression: Compression = 'none',
   signal?: AbortSignal,
 ): Promise<Verified> {
-  const source = await open();
+  // xfsrestore -t keeps its housekeeping folder in its working directory, and leaves it when killed.
+  const scratch = await mkdtemp(join(tmpdir(), 'syn3-verify-'));
+  try {
+    return await readBack(await open(), expected, where, compression, scratch, signal);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+async function readBack(
+  source: Readable,
+  expected: Expected,
+  where: string,
+  compression: Compression,
+  cwd: string,
+  signal: AbortSignal | undefined,
+): Promise<Verified> {
   const measure = new Measure();
   const report = new XfsrestoreReport();
-  const toc = start('xfsrestore', XFSRESTORE_TOC_ARGS, { stdin: 'pipe', stdout: 'pipe', signal });
+  const toc = start('xfsrestore', XFSRESTORE_TOC_ARGS, { stdin: 'pipe', stdout: 'pipe', signal, cwd });
   // The checksum is over the bytes as stored; xfsrestore reads them as xfsdump wrote them.
   const unpacked = decompressingInto(toc.stdin!, compression);
   const [piped, listed, reported, unpackedDone] = await Promise.allSettled([
