@@ -17,7 +17,7 @@ import { createSandbox, createXfsVolume, destroyAll, type Sandbox } from '../sup
 import { startFtpServer } from '../support/servers/ftp.js';
 import { startSmbServer } from '../support/servers/smb.js';
 import { startS3Server } from '../support/servers/s3.js';
-import { createTapeStandIn } from '../support/tape-standin.js';
+import { createTapeStandIn } from '../support/standins/tape.js';
 import { diffTrees, snapshotTree, XFSRESTORE_LOSSES } from '../support/tree-compare.js';
 
 interface Server {
