@@ -3,9 +3,10 @@
  * restore, *.restore) in name order. Modules run as root, so one that anyone
  * but root could have changed is refused rather than run.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../src/errors.js';
+import { requireTrusted } from '../src/system/trust.js';
 import { lastLines, run } from '../src/system/run.js';
 
 export interface ModuleRun {
@@ -26,17 +27,15 @@ export async function listModules(dir: string, suffix: string): Promise<string[]
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
+  // Whoever can write the directory can put a module there, or swap one.
+  requireTrusted(dir, 'directory', 'the modules directory (paths.modules)');
   const modules: string[] = [];
   for (const name of names.filter((n) => n.endsWith(suffix)).sort()) {
     const file = join(dir, name);
-    const st = await stat(file);
-    if (!st.isFile() || (st.mode & 0o111) === 0) continue;
-    if (st.mode & 0o022) {
-      throw new UserError('module', `refusing to run module ${name}: it is writable by group or others, and modules run as root`, {
-        where: file,
-        hint: `Make it writable by root only (chmod go-w ${file}) after checking its content`,
-      });
-    }
+    const st = await lstat(file);
+    if (!st.isSymbolicLink() && (!st.isFile() || (st.mode & 0o111) === 0)) continue;
+    // Modules run as root: one that anyone but root could have changed is refused, a link too.
+    requireTrusted(file, 'file', `module ${name}`);
     modules.push(file);
   }
   return modules;

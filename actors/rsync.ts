@@ -5,6 +5,7 @@
  * that the root pass (which excludes boot/*) never deletes the boot copy.
  */
 import { mkdir } from 'node:fs/promises';
+import { ensureTrustedDirectory } from '../src/system/trust.js';
 import { relative, isAbsolute } from 'node:path';
 import { run } from '../src/system/run.js';
 
@@ -25,7 +26,8 @@ export interface SystemSyncPaths {
 }
 
 export async function syncSystem(paths: SystemSyncPaths, signal?: AbortSignal): Promise<{ warnings: string[] }> {
-  await mkdir(paths.systemCopy, { recursive: true, mode: 0o700 });
+  // rsync --delete into a link would empty whatever it points at.
+  ensureTrustedDirectory(paths.systemCopy, 'the system copy');
   const excludes = [
     ...RUNTIME,
     ...[paths.boot, paths.home, ...paths.alsoExclude].flatMap((p) => underRoot(paths.root, p)),

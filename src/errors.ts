@@ -2,7 +2,7 @@
  * The one error type with a message for the administrator. Anything else that
  * reaches the top of the CLI is a bug and is shown with its stack.
  */
-export type ErrorKind = 'config' | 'usage' | 'tool' | 'target' | 'state' | 'module' | 'verify' | 'restore' | 'internal';
+export type ErrorKind = 'config' | 'usage' | 'tool' | 'target' | 'state' | 'module' | 'trust' | 'verify' | 'restore' | 'internal';
 
 export interface UserErrorOptions {
   /** What to do about it: one sentence the administrator can act on. */
@@ -51,9 +51,10 @@ function exitCodeFor(kind: ErrorKind): number {
   switch (kind) {
     case 'usage':
       return EXIT.usage;
-    // Modules are the administrator's own scripts, set up like the configuration.
+    // Modules are the administrator's own scripts, and trust is file ownership: set up like the configuration.
     case 'config':
     case 'module':
+    case 'trust':
       return EXIT.config;
     case 'state':
       return EXIT.state;

@@ -5,8 +5,7 @@
  * modules are imported when a step runs, so a tick with nothing due does not
  * pay for loading them.
  */
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { InputFrom, OutputFrom } from 'xstate';
 import { step } from '../steps.js';
 import { STEP_OF_BACKUP_ACTOR, type backupActors } from '../../machines/backup.js';
@@ -14,6 +13,7 @@ import type { Config } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { mountAt } from '../system/mounts.js';
+import { ensureTrustedDirectory } from '../system/trust.js';
 import { METADATA_FORMAT, type BackupMetadata, type Target } from '../targets/target.js';
 import { PROGRAM } from '../version.js';
 import { formatBytes } from '../format.js';
@@ -80,7 +80,9 @@ export function backupSteps(d: BackupDeps): BackupSteps {
 
     runSpoolModules: async ({ runId }) => {
       const { runModules } = await import('../../actors/modules.js');
-      await mkdir(paths.spool, { recursive: true, mode: 0o700 });
+      // The modules write database dumps (secrets in them) here as root: no link, no one else's directory.
+      ensureTrustedDirectory(dirname(paths.spool), `the spool's parent directory`);
+      ensureTrustedDirectory(paths.spool, 'the spool directory');
       return runModules({
         dir: paths.modules,
         suffix: '.backup',

@@ -3,6 +3,7 @@ import { loadConfig, DEFAULT_CONFIG_FILE } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import { createLogger, newRunId, type LogFormat, type Logger } from '../log.js';
+import { ensureTrustedDirectory } from '../system/trust.js';
 
 export interface GlobalOptions {
   config?: string;
@@ -26,6 +27,8 @@ export function commandContext(options: GlobalOptions, command: string): Command
   const config = configOnly(options);
   if (config.mode === 'snapshot') throw snapshotNotYet(config.file);
   const runId = newRunId();
+  // The lock, the state files and the log live here: whoever can write it steers the next run.
+  ensureTrustedDirectory(config.paths.state, 'the state directory (paths.state)');
   const log = createLogger({
     stateDir: config.paths.state,
     format: options.logFormat ?? 'auto',

@@ -8,12 +8,18 @@ import type { AnyMachineSnapshot } from 'xstate';
 import { restoreMachine, type RestoreRestingState } from '../../machines/restore.js';
 import type { RestorePlan } from '../../machines/restore-types.js';
 import { markerPaths } from '../../actors/markers.js';
+import { trustProblem } from '../system/trust.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 
+/** A marker counts only when root alone can have made it (the trust rule): anyone else's would start a restore. */
+function trusted(file: string): boolean {
+  return trustProblem(file, 'file') === undefined;
+}
+
 function executable(file: string): boolean {
   try {
-    return (statSync(file).mode & 0o111) !== 0;
+    return (statSync(file).mode & 0o111) !== 0 && trusted(file);
   } catch {
     return false;
   }
@@ -21,14 +27,17 @@ function executable(file: string): boolean {
 
 export function recoverFromMarkers(config: Config, log: Logger): AnyMachineSnapshot | undefined {
   const m = markerPaths(config);
-  const initrdDue = existsSync(m.pendingInitrd) || existsSync(m.system);
-  const firstBootDue = executable(m.postRestore) || existsSync(m.spool);
+  const initrdDue = [m.pendingInitrd, m.system].some((f) => existsSync(f) && trusted(f));
+  // The seed's trigger is post.restore's execute bit; the spool marker alone says nothing of a restore.
+  const firstBootDue = executable(m.postRestore);
   if (!initrdDue && !firstBootDue) return undefined;
   let plan: RestorePlan | undefined;
   try {
+    // The plan names the disks to format: one root did not write is not read.
+    if (!trusted(m.plan)) throw new Error(trustProblem(m.plan, 'file'));
     plan = JSON.parse(readFileSync(m.plan, 'utf8')) as RestorePlan;
-  } catch {
-    log.warn(`the restore's plan (${m.plan}) is missing: only the phases that need no plan can run`);
+  } catch (e) {
+    log.warn(`the restore's plan (${m.plan}) is missing or untrusted (${(e as Error).message}): only the phases that need no plan can run`);
   }
   const value: RestoreRestingState = initrdDue ? 'awaitingReboot' : 'awaitingFirstBoot';
   log.warn(`no saved restore state: the markers say the restore is ${value}`);

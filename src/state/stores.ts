@@ -6,6 +6,7 @@ import { stateName } from '../../machines/state-name.js';
 import { TAGS } from '../../machines/tags.js';
 import type { Config } from '../config/schema.js';
 import { isMountPoint } from '../system/mounts.js';
+import { trustProblem } from '../system/trust.js';
 import { SnapshotStore } from './store.js';
 
 export function backupStore(config: Config): SnapshotStore {
@@ -15,10 +16,13 @@ export function backupStore(config: Config): SnapshotStore {
 /**
  * The restore's state is also kept on /home once the restore has written its
  * working folder there: the initrd formats /, and the state must outlive it.
+ * The folder counts only when root alone can have written it: a state
+ * planted there would steer the next boot's resume, which formats disks.
  */
 export function restoreStore(config: Config): SnapshotStore {
   const dir = join(config.paths.home, '.syn3restore');
-  return new SnapshotStore(config.paths.state, 'restore', [{ dir, usable: () => isMountPoint(config.paths.home) && existsSync(dir) }]);
+  const usable = () => isMountPoint(config.paths.home) && existsSync(dir) && trustProblem(dir, 'directory') === undefined;
+  return new SnapshotStore(config.paths.state, 'restore', [{ dir, usable }]);
 }
 
 /** The restore's state name while one is under way (backups must wait), else undefined. */

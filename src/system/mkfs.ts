@@ -36,9 +36,16 @@ export async function checkSafeToFormat(r: FormatRequest): Promise<void> {
       hint: 'Stop what uses it and unmount it, then run "syn3-backup resume"',
     });
   }
+  const allowed = r.expectUuids.filter((u): u is string => !!u);
+  // A plan that names no UUID could name any disk: it formats nothing.
+  if (!allowed.length) {
+    throw new UserError('restore', `refusing to format ${r.device}: the restore plan records no file system UUID to check it against`, {
+      hint: 'Start the restore again ("syn3-backup abort" if possible, then "syn3-backup restore"), so that it plans with the UUIDs the disks hold',
+    });
+  }
   const now = await probeUuid(r.device);
-  const allowed = r.expectUuids.filter(Boolean);
-  if (now && allowed.length && !allowed.includes(now)) {
+  // No UUID at all is what an mkfs interrupted half-way leaves; any other UUID is another file system.
+  if (now && !allowed.includes(now)) {
     throw new UserError(
       'restore',
       `refusing to format ${r.device}: it holds a file system with UUID ${now}, not the one the restore plan expected (${allowed.join(' or ')})`,
@@ -49,7 +56,23 @@ export async function checkSafeToFormat(r: FormatRequest): Promise<void> {
   }
 }
 
+const UUID_SYNTAX = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A label is one argument: it must not read as an option, nor hold control characters; 16 is ext4's limit. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses.
+const LABEL_SYNTAX = /^[^\s\x00-\x1f-][^\x00-\x1f]{0,15}$/;
+
 export function mkfsArgs(r: FormatRequest): [string, string[]] {
+  // The UUID and label come from a backup's metadata: nothing in them may become an option.
+  if (r.uuid !== undefined && !UUID_SYNTAX.test(r.uuid)) {
+    throw new UserError('restore', `refusing to format ${r.device}: the recorded UUID ${JSON.stringify(r.uuid)} is not a UUID`, {
+      hint: "The backup's metadata is damaged or forged; restore another backup",
+    });
+  }
+  if (r.label !== undefined && r.label !== '' && !LABEL_SYNTAX.test(r.label)) {
+    throw new UserError('restore', `refusing to format ${r.device}: the recorded label ${JSON.stringify(r.label)} is not a plain label`, {
+      hint: "The backup's metadata is damaged or forged; restore another backup",
+    });
+  }
   switch (r.fsType) {
     case 'xfs':
       return ['mkfs.xfs', ['-f', '-q', ...(r.label ? ['-L', r.label] : []), ...(r.uuid ? ['-m', `uuid=${r.uuid}`] : []), r.device]];
