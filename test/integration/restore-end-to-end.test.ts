@@ -10,28 +10,20 @@
 // and must then hold what the old machine held, with its labels and UUIDs.
 import { access, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import fc from 'fast-check';
-import { processesUsing } from '../../actors/services.js';
-import type { RestoreSteps } from '../../src/restore/wiring.js';
-import { REPO_ROOT, runCli, SANDBOX_HOST, type CliResult } from '../support/cli.js';
-import type { RestoreCrashPoint } from '../support/restore-crash-harness.js';
+import { runCli, SANDBOX_HOST, type CliResult } from '../support/cli.js';
 import { destroyAllDisks, probeFs } from '../support/partitioned-disk.js';
 import {
   buildOldMachine,
-  emptyTmp,
   identities,
   installNewMachine,
   markers,
-  mountsOf,
   powerCut,
   PROOF,
   removeWork,
   restoreStatus,
   savedRestoreState,
   startInitrd,
-  STATE_IN_ROOT,
   SYSTEM_COPY,
   trees,
   waitUntil,
@@ -41,27 +33,20 @@ import {
   type RestoreStatus,
   type Trees,
 } from '../support/restore-machines.js';
+import {
+  allWell,
+  bootDifferences,
+  bootRestoredSystem,
+  expectOk,
+  homeDifferences,
+  INITRD_STATE,
+  NO_MARKERS,
+  rootDifferences,
+  whatIsWrong,
+} from '../support/restore-outcome.js';
 import { destroyAll } from '../support/sandbox.js';
-import { diffTrees, XFSRESTORE_LOSSES } from '../support/tree-compare.js';
 
 const TIMEOUT = 180_000;
-/** What grub-install adds to /boot next to the restored files. */
-const GRUB_ADDED = ['grub/i386-pc', 'grub/fonts', 'grub/locale'];
-/**
- * Directories whose mtime tells that the restore wrote there: a marker written
- * and removed again (the spool marker; drbd.primary in the system copy and in
- * /boot), grub/ in /boot, which grub-install adds to, and the root's boot/,
- * which shares one directory with /boot's top in the system copy.
- */
-const TOUCHED_DIRS = { home: ['system/spool', `${SYSTEM_COPY}/boot`], root: ['boot'], boot: ['.', 'grub'] };
-/**
- * The initrd phase runs with the system copy's paths.state (see
- * NewMachine.initrdConfig): its log, lock and restore state are written there,
- * as on a real server.
- */
-const INITRD_STATE = `${SYSTEM_COPY}/${STATE_IN_ROOT}`;
-/** The system copy came through xfsdump, which keeps no symlink mtimes: neither do / and /boot made from it. */
-const FROM_THE_COPY = { ignoreSymlinkMtime: true };
 
 let oldPending: Promise<OldMachine> | undefined;
 
@@ -77,12 +62,6 @@ afterAll(async () => {
   const old = await oldPending?.catch(() => undefined);
   if (old) await removeWork(old);
 });
-
-/** diffTrees, minus the mtime of directories the restore legitimately wrote to. */
-function differences(a: Trees[keyof Trees], b: Trees[keyof Trees], touched: string[], opts = XFSRESTORE_LOSSES): string[] {
-  const ignored = touched.map((d) => `${JSON.stringify(d)}: mtime `);
-  return diffTrees(a, b, opts).filter((line) => !ignored.some((prefix) => line.startsWith(prefix)));
-}
 
 interface Restored {
   machine: NewMachine;
@@ -109,22 +88,6 @@ interface Variant {
   initrd?: (m: NewMachine) => Promise<CliResult>;
   beforeFirstBoot?: (m: NewMachine) => Promise<void>;
 }
-
-function expectOk(step: string, r: CliResult): void {
-  if (r.exitCode !== 0) throw new Error(`${step} failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
-}
-
-/**
- * The restored system boots: / and /boot are mounted where they belong. The
- * initrd phase leaves them so when it found them so (the sandbox); after a
- * power cut the test finds them unmounted, as a real initrd would.
- */
-async function bootRestoredSystem(m: NewMachine): Promise<void> {
-  for (const v of [m.root, m.boot]) {
-    if (!(await mountsOf(v.device)).includes(v.mountPoint)) await execa('mount', ['-t', 'xfs', v.device, v.mountPoint]);
-  }
-}
-
 /** The whole restore onto a fresh new machine, recording what each command said and left. */
 async function restoreOnto(name: string, variant: Variant = {}): Promise<Restored> {
   const old = await oldMachine();
@@ -179,74 +142,6 @@ async function runRestore(machine: NewMachine, variant: Variant): Promise<Restor
     mbr: await machine.bootDisk.readMbr(),
   };
 }
-
-function withoutPaths(tree: Trees[keyof Trees], drop: (path: string) => boolean): Trees[keyof Trees] {
-  return new Map([...tree].filter(([p]) => !drop(p)));
-}
-
-const inInitrdState = (p: string) => p === INITRD_STATE || p.startsWith(`${INITRD_STATE}/`);
-const addedByGrub = (p: string) => GRUB_ADDED.some((g) => p === g || p.startsWith(`${g}/`));
-
-/** Differences of the restored /home from the old one, beyond what the restore writes there by design. */
-function homeDifferences(old: OldMachine, r: Restored): string[] {
-  const home = withoutPaths(r.trees.home, (p) => p === PROOF || inInitrdState(p));
-  return differences(withoutPaths(old.trees.home, inInitrdState), home, TOUCHED_DIRS.home);
-}
-
-function rootDifferences(old: OldMachine, r: Restored): string[] {
-  return differences(old.trees.root, r.trees.root, TOUCHED_DIRS.root, FROM_THE_COPY);
-}
-
-function bootDifferences(old: OldMachine, r: Restored): string[] {
-  return differences(old.trees.boot, withoutPaths(r.trees.boot, addedByGrub), TOUCHED_DIRS.boot, FROM_THE_COPY);
-}
-
-const NO_MARKERS = {
-  spool: false,
-  system: false,
-  drbdInCopy: false,
-  drbdInBoot: false,
-  postRestoreExecutable: false,
-  copyPostRestoreExecutable: false,
-  restoreDir: false,
-  plan: false,
-  pendingInitrd: false,
-};
-
-/** Everything a finished restore must show, in one record to compare with allWell(). */
-async function whatIsWrong(old: OldMachine, r: Restored): Promise<Record<string, unknown>> {
-  const proof = await readFile(join(r.machine.home.mountPoint, PROOF), 'utf8').catch(() => '(missing)');
-  const status = await restoreStatus(r.machine.config);
-  return {
-    home: homeDifferences(old, r),
-    root: rootDifferences(old, r),
-    boot: bootDifferences(old, r),
-    ids: r.ids,
-    grubInMbr: r.mbr.includes('GRUB') && r.mbr.readUInt16BE(510) === 0x55aa,
-    grubCore: await access(join(r.machine.boot.mountPoint, 'grub/i386-pc/core.img')).then(
-      () => true,
-      () => false,
-    ),
-    proof,
-    markers: r.after,
-    restore: { state: status?.state, result: status?.last?.result, backupId: status?.last?.backupId },
-  };
-}
-
-function allWell(old: OldMachine): Record<string, unknown> {
-  return {
-    home: [],
-    root: [],
-    boot: [],
-    ids: old.ids,
-    grubInMbr: true,
-    grubCore: true,
-    proof: old.dump,
-    markers: NO_MARKERS,
-    restore: { state: 'done', result: 'restored', backupId: old.backup.id },
-  };
-}
-
 describe('restore onto a new machine: restore --confirm, resume --initrd, resume', () => {
   let pending: Promise<Restored> | undefined;
   const restored = () => (pending ??= restoreOnto('new-machine'));
@@ -546,123 +441,4 @@ describe('a restore whose saved state is lost: the markers and plan.json alone l
     },
     TIMEOUT,
   );
-});
-
-/**
- * A property over crash points: the restore is killed (SIGKILL) at the start of
- * any phase, once its state was saved, at a random moment inside the long
- * phases (xfsrestore, mkfs, rsync, grub-install running), right after its side
- * effect, or after a random number of bytes of the preflight's read of the
- * backup; the machine "reboots" (what the killed run mounted is gone),
- * and the administrator and the boot hooks go on as status says. Every case
- * ends exactly as an uninterrupted restore.
- */
-describe('a restore killed at any point', () => {
-  const HARNESS = join(REPO_ROOT, 'dist/test/support/restore-crash-harness.js');
-  const STAGES = ['restore', 'resume-initrd', 'resume'] as const;
-  type Stage = (typeof STAGES)[number];
-  const STAGE_OF: Record<keyof RestoreSteps, Stage> = {
-    checkBackupReadable: 'restore',
-    stopServices: 'restore',
-    formatHome: 'restore',
-    restoreHome: 'restore',
-    writeMarkers: 'restore',
-    restoreSystem: 'resume-initrd',
-    reinstallGrub: 'resume',
-    runModuleRestores: 'resume',
-    settleDrbd: 'resume',
-    finishRestore: 'resume',
-  };
-  let cases = 0;
-
-  async function runStage(m: NewMachine, stage: Stage): Promise<void> {
-    if (stage === 'restore') expectOk('restore', await runCli(m.config, ['restore', '--confirm', SANDBOX_HOST]));
-    if (stage === 'resume-initrd') {
-      expectOk('resume --initrd', await runCli(m.initrdConfig, ['resume', '--initrd'], { env: { TMPDIR: m.tmp } }));
-      await bootRestoredSystem(m);
-    }
-    if (stage === 'resume') expectOk('resume', await runCli(m.config, ['resume']));
-  }
-
-  /** What a reboot after a power cut leaves: no process of the killed run, none of its mounts. */
-  async function reboot(m: NewMachine): Promise<void> {
-    await waitUntil('the killed run to leave the machine', async () => (await processesUsing(m.dir)).length === 0, 30_000, 50);
-    for (const v of [m.root, m.boot, m.home]) {
-      for (const at of await mountsOf(v.device)) if (at !== v.mountPoint) await execa('umount', [at]);
-    }
-    await emptyTmp(m.tmp);
-    await bootRestoredSystem(m);
-  }
-
-  async function crashThenFinish(crash: RestoreCrashPoint): Promise<void> {
-    const old = await oldMachine();
-    const machine = await installNewMachine(old, `crash-${++cases}`);
-    try {
-      const crashStage: Stage = crash.kind === 'inRead' ? 'restore' : STAGE_OF[crash.step];
-      for (const stage of STAGES.slice(0, STAGES.indexOf(crashStage))) await runStage(machine, stage);
-      const config = crashStage === 'resume-initrd' ? machine.initrdConfig : machine.config;
-      const killed = await execa(process.execPath, [HARNESS, config, crashStage, JSON.stringify(crash)], {
-        reject: false,
-        stdin: 'ignore',
-        env: { TMPDIR: machine.tmp },
-      });
-      // A moment inside a phase may come after the phase is over: then the run simply went on.
-      if (crash.kind !== 'during' || killed.signal) {
-        expect(killed.signal, `the harness died at ${JSON.stringify(crash)}: ${killed.stdout} ${killed.stderr}`).toBe('SIGKILL');
-      }
-      await reboot(machine);
-      // Go on as status tells: start again, resume, or let the initrd run.
-      for (let i = 0; i < 8; i++) {
-        const s = await restoreStatus(machine.config);
-        if (s?.state === 'done') break;
-        if (!s || s.state === 'idle') await runStage(machine, 'restore');
-        else if (s.state === 'awaitingReboot' || s.state === 'initrd' || s.failedPhase === 'initrd')
-          await runStage(machine, 'resume-initrd');
-        else await runStage(machine, 'resume');
-      }
-      const r = {
-        machine,
-        trees: await trees(machine),
-        ids: await identities(machine),
-        after: await markers(machine),
-        mbr: await machine.bootDisk.readMbr(),
-      } as Restored;
-      expect(await whatIsWrong(old, r), JSON.stringify(crash)).toEqual(allWell(old));
-    } finally {
-      await machine.destroy();
-    }
-  }
-
-  const steps = Object.keys(STAGE_OF) as Array<keyof RestoreSteps>;
-  const stepPoint = fc.record({
-    kind: fc.constantFrom('start' as const, 'entered' as const, 'after' as const),
-    step: fc.constantFrom(...steps),
-  });
-  // The preflight's read of the backup, cut at a random byte.
-  const readPoint = fc.record({
-    kind: fc.constant('inRead' as const),
-    open: fc.constant(1),
-    bytes: fc.integer({ min: 1, max: 2_000_000 }),
-  });
-  // Inside the long phases, while their programs run (xfsrestore, mkfs, rsync, grub-install).
-  const duringPoint = fc.record({
-    kind: fc.constant('during' as const),
-    step: fc.constantFrom('restoreHome' as const, 'restoreSystem' as const, 'reinstallGrub' as const, 'formatHome' as const),
-    ms: fc.integer({ min: 10, max: 1500 }),
-  });
-
-  it('ends exactly as an uninterrupted restore, wherever it was killed', async () => {
-    await fc.assert(fc.asyncProperty(fc.oneof(stepPoint, readPoint, duringPoint), crashThenFinish), {
-      numRuns: 6,
-      // One from each kind of place: mid-read of the preflight, the format of /home, mid-xfsrestore, the initrd, post.restore.
-      examples: [
-        [{ kind: 'inRead', open: 1, bytes: 300_000 }],
-        [{ kind: 'after', step: 'formatHome' }],
-        [{ kind: 'during', step: 'restoreHome', ms: 300 }],
-        [{ kind: 'entered', step: 'restoreSystem' }],
-        [{ kind: 'after', step: 'runModuleRestores' }],
-      ],
-      endOnFailure: true,
-    });
-  }, 1_200_000);
 });

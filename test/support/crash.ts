@@ -21,6 +21,8 @@ export interface CrashNote {
   at: string;
   /** For points inside a file or stream: how many bytes there were when it died. */
   bytes?: number;
+  /** For an "after" point: how long the step's body took, so moments inside it can be picked. */
+  ms?: number;
 }
 
 export function die(note: CrashNote = { at: 'unnamed' }): never {
@@ -59,9 +61,10 @@ export function crashingSteps<S extends Record<string, (input: never) => Promise
       }
       // Inside the step, whatever it is doing then (a child program half-way, a file half-written).
       const timer = mine && crash.kind === 'during' && 'ms' in crash ? setTimeout(() => die({ at: 'during' }), crash.ms) : undefined;
+      const began = Date.now();
       const out = await body(input);
       clearTimeout(timer);
-      if (mine && crash.kind === 'after') die({ at: 'after' });
+      if (mine && crash.kind === 'after') die({ at: 'after', ms: Date.now() - began });
       return out;
     };
   }

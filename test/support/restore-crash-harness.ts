@@ -1,19 +1,19 @@
 /**
  * Runs one restore command (restore, resume, resume --initrd) like the CLI,
- * but kills its own process with SIGKILL at a chosen point: at the start of a
- * phase, once its state was saved, right after its side effect, or after N
- * bytes of the n-th read of the backup (1: the preflight's, 2: xfsrestore's).
+ * but kills its own process group with SIGKILL at a chosen point (see
+ * restore-crash-points.ts): at the start of a phase, once its state was
+ * saved, N ms into it, right after its side effect, or after N bytes of the
+ * n-th read of the backup (1: the preflight's).
  *
  *   node dist/test/support/restore-crash-harness.js <config.yaml> <restore|resume|resume-initrd> '<crash JSON>'
  */
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger, newRunId } from '../../src/log.js';
 import { runRestore } from '../../src/restore/run.js';
-import { restoreSteps, type RestoreSteps } from '../../src/restore/wiring.js';
+import { restoreSteps } from '../../src/restore/wiring.js';
 import type { Target } from '../../src/targets/target.js';
-import { crashingSteps, dyingAfter, type StepCrash } from './crash.js';
-
-export type RestoreCrashPoint = StepCrash<keyof RestoreSteps> | { kind: 'inRead'; open: number; bytes: number };
+import { crashingSteps, dyingAfter } from './crash.js';
+import type { RestoreCrashPoint } from './restore-crash-points.js';
 
 function crashingReads(target: Target, open: number, bytes: number): Target {
   const openBackup = target.open.bind(target);
