@@ -27,7 +27,8 @@ export async function restoreCommand(options: GlobalOptions & { from?: string; c
   }
   const backup = await chooseBackup(ctx, options.from);
   if (!options.json) process.stdout.write(plan(ctx, backup));
-  await confirm(config.host, options.confirm);
+  // What is typed is the name of the host whose backup this is: a typo in --from cannot slip through.
+  await confirm(backup.metadata.host, config.host, options.confirm);
   const outcome = await runRestore(config, ctx.log, 'restore', () => ({
     type: 'CONFIRM_RESTORE',
     now: Date.now(),
@@ -92,7 +93,9 @@ function plan(ctx: CommandContext, b: StoredBackup): string {
   const { paths } = ctx.config;
   const dev = (p: string) => mountAt(p)?.source ?? '(not mounted)';
   return [
-    `This restores ${ctx.config.host} from backup ${b.id}`,
+    b.metadata.host === ctx.config.host
+      ? `This restores ${ctx.config.host} from backup ${b.id}`
+      : `This restores ${ctx.config.host} from backup ${b.id} of ANOTHER HOST, ${b.metadata.host}: confirm with that host's name`,
     `  made ${b.created} on ${b.metadata.host}, ${formatBytes(b.size)}, from ${b.location}`,
     `It DESTROYS:`,
     `  now:              ${paths.home} on ${dev(paths.home)} (formatted, then filled from the backup)`,
@@ -102,12 +105,13 @@ function plan(ctx: CommandContext, b: StoredBackup): string {
   ].join('\n');
 }
 
-async function confirm(host: string, given: string | undefined): Promise<void> {
+/** The name to type: the host whose backup it is, which names itself when it is not this one. */
+async function confirm(host: string, thisHost: string, given: string | undefined): Promise<void> {
+  const name =
+    host === thisHost ? `this host's name (${host})` : `the name of the host the backup is of (${host}; this host is ${thisHost})`;
   if (given !== undefined) {
     if (given !== host) {
-      throw new UserError('usage', `--confirm ${given} does not match this host's name (${host}); nothing was touched`, {
-        hint: `Pass --confirm ${host}`,
-      });
+      throw new UserError('usage', `--confirm ${given} does not match ${name}; nothing was touched`, { hint: `Pass --confirm ${host}` });
     }
     return;
   }
@@ -117,7 +121,7 @@ async function confirm(host: string, given: string | undefined): Promise<void> {
     });
   }
   const rl = createInterface({ input: process.stdin, output: process.stdout });
-  const answer = (await rl.question(`Type the host name (${host}) to confirm: `)).trim();
+  const answer = (await rl.question(`Type ${name} to confirm: `)).trim();
   rl.close();
   if (answer !== host)
     throw new UserError('usage', 'the confirmation did not match; nothing was touched', { hint: `Type ${host} exactly` });

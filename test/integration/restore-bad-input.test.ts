@@ -4,7 +4,7 @@
 // and /home (its content and its UUID) exactly as it was. The machine here is
 // the backed-up sandbox itself: nothing in this file may get as far as
 // formatting, so its volumes can stay mounted.
-import { copyFile, mkdir, open, stat, truncate } from 'node:fs/promises';
+import { copyFile, cp, mkdir, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -184,6 +184,35 @@ describe('restore refuses bad input before anything is destroyed', () => {
       expectOneParagraph(r);
       expect(await homeChanges(f)).toEqual(untouched(f));
       expect(await restoreStatus(f.config)).toBeNull();
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "restore --from another host's backup, confirmed with this host's name, exits 2, names the other host and leaves /home as it was",
+    async () => {
+      const f = await fixture();
+      // Another host's backup on the same target: this host's, renamed in its metadata.
+      const otherId = `other-host-${f.backup.id.slice(SANDBOX_HOST.length + 1)}`;
+      const otherDir = join(f.target.mountPoint, otherId);
+      await cp(join(f.target.mountPoint, f.backup.id), otherDir, { recursive: true });
+      const meta = JSON.parse(await readFile(join(otherDir, 'meta.json'), 'utf8')) as Record<string, unknown>;
+      await writeFile(join(otherDir, 'meta.json'), JSON.stringify({ ...meta, id: otherId, host: 'other-host' }));
+      try {
+        const all = await runCli(f.config, ['list', '--all-hosts', '--json']);
+        expect((JSON.parse(all.stdout) as ListedBackup[]).map((b) => b.id)).toContain(otherId);
+        const r = await runCli(f.config, ['restore', '--from', otherId, '--confirm', SANDBOX_HOST]);
+        expect(r.exitCode).toBe(EXIT.usage);
+        expect(r.stderr).toContain('the name of the host the backup is of (other-host');
+        expect(r.stderr).toContain('--confirm other-host');
+        expect(r.stderr).toMatch(/nothing was touched/);
+        expect(r.stdout).toContain('of ANOTHER HOST, other-host');
+        expectOneParagraph(r);
+        expect(await homeChanges(f)).toEqual(untouched(f));
+        expect(await restoreStatus(f.config)).toBeNull();
+      } finally {
+        await rm(otherDir, { recursive: true, force: true });
+      }
     },
     TIMEOUT,
   );
