@@ -80,6 +80,7 @@ function effective(raw: RawConfig, file: string): Config {
     systemSyncExclude: raw.system_sync.exclude,
     target: raw.target,
     restore: raw.restore,
+    trust: raw.trust,
   };
 }
 
@@ -117,7 +118,8 @@ function kindOf(value: unknown): string {
 const TARGET_TYPES = ['file', 'smb', 'ftp', 's3', 'tape'];
 
 const KNOWN_KEYS: Record<string, string[]> = {
-  '': ['host', 'schedule', 'mode', 'compression', 'paths', 'modules', 'system_sync', 'target', 'restore'],
+  '': ['host', 'schedule', 'mode', 'compression', 'paths', 'modules', 'system_sync', 'target', 'restore', 'trust'],
+  trust: ['signing_key', 'public_keys'],
   restore: ['grub_devices', 'update_grub', 'update_initramfs', 'stop_timeout'],
   schedule: ['daily', 'every', 'cron'],
   paths: ['root', 'boot', 'home', 'state', 'modules'],

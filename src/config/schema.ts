@@ -10,6 +10,7 @@ import { ftpTargetSchema } from '../targets/ftp-config.js';
 import { tapeTargetSchema } from '../targets/tape-config.js';
 import { smbTargetSchema } from '../targets/smb-config.js';
 import { s3TargetSchema } from '../targets/s3-config.js';
+import { trustSchema, type TrustConfig } from './trust-config.js';
 import type { Schedule } from '../../machines/schedule.js';
 
 export type { Schedule };
@@ -78,6 +79,7 @@ export const configSchema = z.strictObject({
   system_sync: z.strictObject({ exclude: z.array(z.string().min(1)).default([]) }).default({ exclude: [] }),
   target: targetSchema,
   restore: restoreSchema.default(restoreSchema.parse({})),
+  trust: trustSchema.default(trustSchema.parse({})),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -108,4 +110,5 @@ export interface Config {
   systemSyncExclude: string[];
   target: TargetConfig;
   restore: RestoreConfig;
+  trust: TrustConfig;
 }
