@@ -25,6 +25,11 @@ export const smbTargetSchema = z.strictObject({
   port: z.number().int().min(1).max(65535).default(445),
   directory: directory.optional(),
   credentials_file: absolutePath.default('/etc/syn3-backup/smb.cred'),
+  /**
+   * SMB3 encryption of the login and the data: desired (used wherever the server offers it),
+   * required (refuse a server that does not), off (never, even where offered).
+   */
+  encryption: z.enum(['desired', 'required', 'off']).default('desired'),
   retention: retentionSchema.default({ keep: 7 }),
 });
 

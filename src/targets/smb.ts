@@ -39,6 +39,16 @@ import {
 import type { SmbTargetConfig } from './smb-config.js';
 import type { BackupMetadata, StoredBackup, Target } from './target.js';
 
+/**
+ * smbclient's own default encrypts only where the server insists. --client-protection=encrypt
+ * (4.15+) requires it, and signing too; the smb.conf option sets encryption alone.
+ */
+const ENCRYPTION: Record<SmbTargetConfig['encryption'], string> = {
+  desired: '--option=client smb encrypt=desired',
+  required: '--client-protection=encrypt',
+  off: '--option=client smb encrypt=off',
+};
+
 const INCOMING = '.incoming';
 const DUMP_SUFFIX = '.xfsdump';
 const META_SUFFIX = '.meta.json';
@@ -80,6 +90,7 @@ type Failure =
   | 'share'
   | 'share-access'
   | 'unreachable'
+  | 'encryption'
   | 'directory'
   | 'full'
   | 'dropped'
@@ -93,6 +104,7 @@ const NOT_FOUND = 'OBJECT_NAME_NOT_FOUND|OBJECT_PATH_NOT_FOUND|NO_SUCH_FILE';
 
 /** In order: the first rule that matches says what went wrong; its group is the status to show. */
 const RULES: [Failure, RegExp][] = [
+  ['encryption', /Encryption required and server doesn't support SMB3 (encryption)/],
   ['credentials', new RegExp(`session setup failed: (NT_STATUS_(?:ACCESS_DENIED|${LOGIN_REFUSED}))`)],
   ['credentials', new RegExp(`(NT_STATUS_(?:${LOGIN_REFUSED}))`)],
   ['share', /(NT_STATUS_BAD_NETWORK_NAME)/],
@@ -111,7 +123,7 @@ const RULES: [Failure, RegExp][] = [
 ];
 
 /** Failures before any command ran: nothing was created on the share. */
-const CONNECTION_FAILURES: Failure[] = ['credentials', 'share', 'share-access', 'unreachable', 'directory'];
+const CONNECTION_FAILURES: Failure[] = ['credentials', 'share', 'share-access', 'unreachable', 'encryption', 'directory'];
 
 /** A line that is no failure: "mkdir .incoming" where it exists already. */
 const HARMLESS = /^NT_STATUS_OBJECT_NAME_COLLISION making remote directory .*$/gm;
@@ -396,6 +408,7 @@ export class SmbTarget implements Target {
       this.config.share,
       '-p',
       String(this.config.port),
+      ENCRYPTION[this.config.encryption],
       '-A',
       creds.file,
       ...(this.config.directory ? ['-D', this.config.directory] : []),
@@ -487,6 +500,12 @@ export class SmbTarget implements Target {
           `cannot reach the SMB server${code}`,
           `${this.host} port ${this.config.port}`,
           `Check that the server is running and reachable from this host, and that target.share and target.port are right${kept}`,
+        );
+      case 'encryption':
+        return make(
+          'the SMB server does not offer SMB3 encryption, and target.encryption is required',
+          `${this.host} port ${this.config.port}`,
+          `Turn encryption on at the server (Samba: server smb encrypt = desired), or set target.encryption: desired to accept a connection in clear${kept}`,
         );
       case 'directory':
         return make(

@@ -101,6 +101,7 @@ describe('smb target: configuration', () => {
       port: 445,
       directory: 'backups/host1',
       credentials_file: '/etc/syn3-backup/smb.cred',
+      encryption: 'desired',
       retention: { keep: 7 },
     });
   });

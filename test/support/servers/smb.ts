@@ -30,6 +30,8 @@ export interface SmbShareOptions {
 export interface SmbServerOptions {
   /** Default: one share named "backups". */
   shares?: SmbShareOptions[];
+  /** smbd's "server smb encrypt" (default: Samba's own, which offers encryption without requiring it). */
+  encrypt?: 'off' | 'if_required' | 'desired' | 'required';
 }
 
 export interface SmbServer {
@@ -50,6 +52,8 @@ export interface SmbServer {
   writeCredentials(file: string, options?: { password?: string; mode?: number }): string;
   /** smbd's log so far (for a failing test's message). */
   log(): string;
+  /** What smbstatus says about the open sessions and shares (their signing and encryption). */
+  sessions(): string;
   /** SIGKILL smbd and every connection it forked: the connection drops as in a crash. */
   crash(): Promise<void>;
   /** Start smbd again on the same port and shares (after crash()). */
@@ -84,7 +88,7 @@ export async function startSmbServer(options: SmbServerOptions = {}): Promise<Sm
   if (missing) throw new Error(`cannot start smbd: ${missing}`);
   // The port was free a moment ago; if someone took it since, smbd exits and a new one is tried.
   for (let attempt = 1; ; attempt++) {
-    const server = new Server(options.shares ?? [{ name: 'backups' }], await freePort());
+    const server = new Server(options.shares ?? [{ name: 'backups' }], await freePort(), options.encrypt);
     track(server);
     try {
       server.setUp();
@@ -112,6 +116,7 @@ class Server implements SmbServer {
   constructor(
     private readonly shares: SmbShareOptions[],
     readonly port: number,
+    private readonly encrypt?: SmbServerOptions['encrypt'],
   ) {
     for (const s of shares) if (!/^[A-Za-z0-9._-]+$/.test(s.name)) throw new Error(`bad share name ${JSON.stringify(s.name)}`);
     this.dir = mkdtempSync(join(tmpdir(), 'syn3-smbd-'));
@@ -163,6 +168,7 @@ class Server implements SmbServer {
       `username map = ${join(this.dir, 'users.map')}`,
       'log level = 1',
       'map to guest = never',
+      ...(this.encrypt ? [`server smb encrypt = ${this.encrypt}`] : []),
     ];
     const sections: string[] = [];
     for (const s of this.shares) {
@@ -185,6 +191,11 @@ class Server implements SmbServer {
     writeFileSync(file, `username = ${SMB_USER}\npassword = ${options.password ?? this.password}\ndomain = WORKGROUP\n`, { mode: 0o600 });
     chmodSync(file, options.mode ?? 0o600);
     return file;
+  }
+
+  sessions(): string {
+    const r = spawnSync('smbstatus', [`--configfile=${this.#conf}`], { encoding: 'utf8' });
+    return `${r.stdout}${r.stderr}`;
   }
 
   log(): string {
