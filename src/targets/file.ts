@@ -4,9 +4,14 @@
  *   <path>/<id>/home.xfsdump + meta.json once committed (a directory rename)
  * A directory counts as a backup only when meta.json is in it, and meta.json
  * is removed first on deletion, so a crash never leaves a half backup listed.
+ *
+ * Root deletes and renames in here, so the target directory, .incoming and
+ * each pending directory must pass the trust rule (src/system/trust.ts), and
+ * no removal follows a symbolic link: a .incoming linked to another directory
+ * would otherwise have that directory emptied by the next run.
  */
 import { constants as fsc, createWriteStream } from 'node:fs';
-import { access, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, lstat, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +19,7 @@ import type { FileTargetConfig } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import { isMountPoint } from '../system/mounts.js';
 import { syncDirectory, writeDurable } from '../state/durable.js';
+import { ensureTrustedDirectory, requireTrusted } from '../system/trust.js';
 import {
   assertSameBackup,
   checkId,
@@ -29,6 +35,8 @@ import type { BackupMetadata, StoredBackup, Target } from './target.js';
 const DUMP_FILE = 'home.xfsdump';
 const META_FILE = 'meta.json';
 const INCOMING = '.incoming';
+const TARGET_DIR = 'the target directory (target.path)';
+const INCOMING_DIR = "the target's .incoming directory";
 
 export class FileTarget implements Target {
   readonly description: string;
@@ -39,9 +47,8 @@ export class FileTarget implements Target {
 
   async check(): Promise<void> {
     const dir = this.config.path;
-    try {
-      if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
-    } catch {
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st) {
       throw new UserError('target', 'the target directory does not exist', {
         where: dir,
         hint: this.config.require_mount
@@ -49,6 +56,14 @@ export class FileTarget implements Target {
           : 'Create it (mkdir -p), mount the backup disk there, or correct target.path',
       });
     }
+    if (!st.isDirectory() && !st.isSymbolicLink()) {
+      throw new UserError('target', 'the target path is not a directory', {
+        where: dir,
+        hint: 'Point target.path at the directory where the backup disk is mounted (or move this file aside)',
+      });
+    }
+    // A local disk's directory, not a link: the program deletes old backups in it.
+    requireTrusted(dir, 'directory', TARGET_DIR);
     if (this.config.require_mount && !isMountPoint(dir)) {
       throw new UserError('target', 'the target directory is not a mount point, and target.require_mount is true', {
         where: dir,
@@ -66,13 +81,11 @@ export class FileTarget implements Target {
   }
 
   async write(id: string, source: Readable): Promise<void> {
-    const dir = this.pendingDir(id);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const dir = await this.freshPendingDir(id);
     const file = join(dir, DUMP_FILE);
     try {
-      // flush: fsync before close, so a committed backup is on the disk.
-      await pipeline(source, createWriteStream(file, { mode: 0o600, flush: true }));
+      // flush: fsync before close, so a committed backup is on the disk. wx: never through a planted file or link.
+      await pipeline(source, createWriteStream(file, { mode: 0o600, flush: true, flags: 'wx' }));
     } catch (e) {
       // A partial dump is useless, and on a full disk it holds the space the next run needs.
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -81,9 +94,7 @@ export class FileTarget implements Target {
   }
 
   async localWrite(id: string): Promise<{ file: string; fail: (error: unknown) => Promise<unknown> }> {
-    const dir = this.pendingDir(id);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const dir = await this.freshPendingDir(id);
     const file = join(dir, DUMP_FILE);
     return {
       file,
@@ -104,6 +115,9 @@ export class FileTarget implements Target {
     const already = await readMetadata(final, id);
     if (already) assertSameBackup(id, already, metadata, final);
     if (!already) {
+      // The rename must move the pending directory root wrote, not a link to somewhere else.
+      requireTrusted(join(this.config.path, INCOMING), 'directory', INCOMING_DIR);
+      requireTrusted(pending, 'directory', `the pending backup directory ${INCOMING}/${id}`);
       try {
         writeDurable(join(pending, META_FILE), encodeMetadata(metadata), 0o600);
         await rename(pending, final);
@@ -143,6 +157,11 @@ export class FileTarget implements Target {
 
   async remove(id: string): Promise<void> {
     const dir = this.backupDir(id);
+    requireTrusted(this.config.path, 'directory', TARGET_DIR);
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st) return;
+    // A linked backup directory: its meta.json and dump are someone else's files, not this backup.
+    if (!st.isDirectory()) requireTrusted(dir, 'directory', `the backup directory ${id}`);
     await rm(join(dir, META_FILE), { force: true });
     syncDirectory(this.config.path);
     await rm(dir, { recursive: true, force: true });
@@ -150,8 +169,11 @@ export class FileTarget implements Target {
 
   async cleanPending(keep?: string): Promise<string[]> {
     const incoming = join(this.config.path, INCOMING);
-    const names = await readdir(incoming).catch(() => [] as string[]);
-    const removed = names.filter((n) => n !== keep);
+    if (!(await lstat(incoming).catch(() => undefined))) return [];
+    // Listing a linked .incoming and removing what is "in" it emptied the directory it named.
+    requireTrusted(incoming, 'directory', INCOMING_DIR);
+    const removed = (await readdir(incoming)).filter((n) => n !== keep);
+    // rm removes a link itself, never what it names; .incoming is root's, so only root put entries here.
     for (const n of removed) await rm(join(incoming, n), { recursive: true, force: true });
     return removed;
   }
@@ -168,6 +190,17 @@ export class FileTarget implements Target {
   private pendingDir(id: string): string {
     checkId(id);
     return join(this.config.path, INCOMING, id);
+  }
+
+  /** An empty pending directory of root's for `id`, under a .incoming that passes the trust rule (made 0700 when missing). */
+  private async freshPendingDir(id: string): Promise<string> {
+    const dir = this.pendingDir(id);
+    requireTrusted(this.config.path, 'directory', TARGET_DIR);
+    ensureTrustedDirectory(join(this.config.path, INCOMING), INCOMING_DIR);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { mode: 0o700 });
+    requireTrusted(dir, 'directory', `the pending backup directory ${INCOMING}/${id}`);
+    return dir;
   }
 
   private async openFile(file: string): Promise<Readable> {

@@ -4,7 +4,19 @@
  * disk).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -99,5 +111,122 @@ describe('file target: its layout and faults', () => {
       spawnSync('umount', [small]);
       rmSync(small, { recursive: true, force: true });
     }
+  });
+});
+
+const NOBODY = 65534;
+
+/** A directory outside the target with a file in it: what a link planted in the target points at. */
+function victim(): string {
+  const dir = mkdtempSync(join(root, 'victim-'));
+  writeFileSync(join(dir, 'precious.txt'), 'do not delete\n');
+  return dir;
+}
+
+describe('file target: the trust rule where it deletes and renames (issue 10, finding 1)', () => {
+  it('check says a target.path that is a regular file is not a directory (it said "does not exist")', async () => {
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'not a disk');
+    const target = new FileTarget({ type: 'file', path: file, require_mount: false, retention: { keep: 7 } });
+    const e = await failure(target.check());
+    expect(e.kind).toBe('target');
+    expect(e.paragraph()).toBe(
+      `${file}: the target path is not a directory. Point target.path at the directory where the backup disk is mounted (or move this file aside).`,
+    );
+  });
+
+  it('check refuses a target.path that is a link, or that nobody owns', async () => {
+    const real = fileTarget();
+    const link = join(root, `link${++n}`);
+    symlinkSync(paths.get(real)!, link);
+    const linked = new FileTarget({ type: 'file', path: link, require_mount: false, retention: { keep: 7 } });
+    const e = await failure(linked.check());
+    expect(e.kind).toBe('trust');
+    expect(e.message).toMatch(/^the target directory \(target\.path\) is a symbolic link;/);
+    const theirs = fileTarget();
+    chownSync(paths.get(theirs)!, NOBODY, NOBODY);
+    expect((await failure(theirs.check())).message).toMatch(/is owned by uid 65534/);
+  });
+
+  it('creates .incoming 0700 when it is missing', async () => {
+    const target = fileTarget();
+    await target.write('b1', streamOf(randomBytes(100)));
+    expect(lstatSync(join(paths.get(target)!, '.incoming')).mode & 0o7777).toBe(0o700);
+  });
+
+  it('cleanPending refuses a .incoming that is a link, and the directory it names keeps its files', async () => {
+    const target = fileTarget();
+    const elsewhere = victim();
+    symlinkSync(elsewhere, join(paths.get(target)!, '.incoming'));
+    const e = await failure(target.cleanPending());
+    expect(e.kind).toBe('trust');
+    expect(e.paragraph()).toBe(
+      `${join(paths.get(target)!, '.incoming')}: the target's .incoming directory is a symbolic link; this program runs as root and trusts only what root alone can change. ` +
+        `Fix it with: rm ${join(paths.get(target)!, '.incoming')} (the link; the program then makes a real directory).`,
+    );
+    expect(readdirSync(elsewhere)).toEqual(['precious.txt']);
+  });
+
+  it('write and localWrite refuse a linked .incoming: nothing is written or removed through it', async () => {
+    const target = fileTarget();
+    const elsewhere = victim();
+    mkdirSync(join(elsewhere, 'b1'));
+    writeFileSync(join(elsewhere, 'b1', 'keep.txt'), 'mine');
+    symlinkSync(elsewhere, join(paths.get(target)!, '.incoming'));
+    expect((await failure(target.write('b1', streamOf(randomBytes(100))))).kind).toBe('trust');
+    expect((await failure(target.localWrite('b1'))).kind).toBe('trust');
+    expect(readdirSync(elsewhere).sort()).toEqual(['b1', 'precious.txt']);
+    expect(readdirSync(join(elsewhere, 'b1'))).toEqual(['keep.txt']);
+  });
+
+  it('refuses a .incoming that nobody owns, or that others can write', async () => {
+    const theirs = fileTarget();
+    const incoming = join(paths.get(theirs)!, '.incoming');
+    mkdirSync(incoming, { mode: 0o700 });
+    chownSync(incoming, NOBODY, NOBODY);
+    expect((await failure(theirs.cleanPending())).paragraph()).toMatch(/is owned by uid 65534, mode 0700;.*Fix it with: chown root:root /);
+    expect((await failure(theirs.write('b1', streamOf(randomBytes(10))))).kind).toBe('trust');
+    const open = fileTarget();
+    const openIncoming = join(paths.get(open)!, '.incoming');
+    mkdirSync(openIncoming);
+    chmodSync(openIncoming, 0o777);
+    expect((await failure(open.cleanPending())).message).toMatch(/mode 0777 \(group or others can write it\)/);
+  });
+
+  it('commit refuses a pending directory that was replaced by a link', async () => {
+    const target = fileTarget();
+    const dir = paths.get(target)!;
+    const data = randomBytes(100);
+    await target.write('b1', streamOf(data));
+    const elsewhere = victim();
+    rmSync(join(dir, '.incoming', 'b1'), { recursive: true });
+    symlinkSync(elsewhere, join(dir, '.incoming', 'b1'));
+    const e = await failure(target.commit('b1', metadataFor('b1', data)));
+    expect(e.kind).toBe('trust');
+    expect(e.message).toMatch(/^the pending backup directory \.incoming\/b1 is a symbolic link;/);
+    expect(readdirSync(elsewhere)).toEqual(['precious.txt']);
+    expect(existsSync(join(dir, 'b1'))).toBe(false);
+  });
+
+  it("remove refuses a backup directory that is a link, and leaves the linked directory's meta.json and dump", async () => {
+    const target = fileTarget();
+    const dir = paths.get(target)!;
+    const elsewhere = victim();
+    writeFileSync(join(elsewhere, 'meta.json'), '{}');
+    writeFileSync(join(elsewhere, 'home.xfsdump'), 'someone else');
+    symlinkSync(elsewhere, join(dir, 'b9'));
+    const e = await failure(target.remove('b9'));
+    expect(e.kind).toBe('trust');
+    expect(e.message).toMatch(/^the backup directory b9 is a symbolic link;/);
+    expect(readdirSync(elsewhere).sort()).toEqual(['home.xfsdump', 'meta.json', 'precious.txt']);
+  });
+
+  it('remove refuses to delete in a target directory that others can write', async () => {
+    const target = fileTarget();
+    const kept = await backUp(target, 'b1');
+    chmodSync(paths.get(target)!, 0o777);
+    expect((await failure(target.remove('b1'))).message).toMatch(/^the target directory \(target\.path\) is owned by root, mode 0777/);
+    chmodSync(paths.get(target)!, 0o755);
+    await expectIntact(target, 'b1', kept);
   });
 });
