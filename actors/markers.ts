@@ -8,6 +8,7 @@ import { chmod, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
+import { UserError } from '../src/errors.js';
 import { writeDurable, writeJsonDurable } from '../src/state/durable.js';
 import { run } from '../src/system/run.js';
 import { which } from '../src/system/tools.js';
@@ -82,6 +83,58 @@ export async function writeMarkers(config: Config, plan: RestorePlan, log: (m: s
   return { markers: written };
 }
 
+export interface InitrdSettings {
+  homeUuid: string;
+  config: string;
+  node: string;
+  cli: string;
+  rootAfter: string;
+}
+
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+/** An absolute path of plain characters, the set the premount script accepts: what a path in initrd.conf may be. */
+const PLAIN_PATH = /^\/[A-Za-z0-9/_.+@:,-]*$/;
+
+/** A value for a root shell: single-quoted, so nothing in it is expanded or run (the premount script parses rather than sources, too). */
+export function shQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function refuseValue(key: string, value: string, why: string): never {
+  throw new UserError('restore', `refusing to write ${key}=${JSON.stringify(value)} into initrd.conf: ${why}`, {
+    hint: "The backup's metadata or this configuration names something that is not a UUID or a plain path; restore another backup or fix the path",
+  });
+}
+
+/**
+ * initrd.conf: KEY='value' lines the premount script reads as root. Each value
+ * is checked for what it must be (a UUID, a plain absolute path, UUID=… or a
+ * device) and then quoted, so a recorded UUID of $(…) can run nothing.
+ */
+export function initrdConfText(s: InitrdSettings): string {
+  if (!UUID.test(s.homeUuid)) refuseValue('SYN3_HOME_UUID', s.homeUuid, 'it is not a UUID');
+  for (const [key, value] of [
+    ['SYN3_CONFIG', s.config],
+    ['SYN3_NODE', s.node],
+    ['SYN3_CLI', s.cli],
+  ] as const) {
+    if (!PLAIN_PATH.test(value)) refuseValue(key, value, 'it is not a plain absolute path');
+  }
+  const rootUuid = s.rootAfter.startsWith('UUID=') ? s.rootAfter.slice(5) : undefined;
+  if (rootUuid !== undefined ? !UUID.test(rootUuid) : !/^\/dev\/[A-Za-z0-9/_.:-]+$/.test(s.rootAfter)) {
+    refuseValue('SYN3_ROOT_AFTER', s.rootAfter, 'it is neither UUID=<uuid> nor a device path');
+  }
+  const lines: Array<[string, string]> = [
+    ['SYN3_HOME_UUID', s.homeUuid],
+    ['SYN3_HOME_FSTYPE', 'xfs'],
+    ['SYN3_CONFIG', s.config],
+    ['SYN3_NODE', s.node],
+    ['SYN3_CLI', s.cli],
+    ['SYN3_ROOT_AFTER', s.rootAfter],
+  ];
+  return `${lines.map(([k, v]) => `${k}=${shQuote(v)}`).join('\n')}\n`;
+}
+
 /** What the initramfs hook needs to find /home at the next boot, and the rebuilt initramfs. */
 async function prepareInitrd(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<string[]> {
   if (!(await exists(config.paths.systemCopy))) return [];
@@ -90,19 +143,7 @@ async function prepareInitrd(config: Config, plan: RestorePlan, log: (m: string)
   const cli = process.argv[1] ?? '';
   // The initrd formats / with its recorded UUID; the boot that does it must then mount that one.
   const rootAfter = plan.recorded.root.uuid ? `UUID=${plan.recorded.root.uuid}` : plan.devices.root.device;
-  writeDurable(
-    m.initrdConf,
-    [
-      `SYN3_HOME_UUID=${homeUuid}`,
-      `SYN3_HOME_FSTYPE=xfs`,
-      `SYN3_CONFIG=${config.file}`,
-      `SYN3_NODE=${process.execPath}`,
-      `SYN3_CLI=${cli}`,
-      `SYN3_ROOT_AFTER=${rootAfter}`,
-      '',
-    ].join('\n'),
-    0o644,
-  );
+  writeDurable(m.initrdConf, initrdConfText({ homeUuid, config: config.file, node: process.execPath, cli, rootAfter }), 0o644);
   // Only a real system's initramfs: a sandbox's root is not the one this kernel boots.
   if (config.restore.update_initramfs && config.paths.root === '/') {
     if (await which('update-initramfs')) await run('update-initramfs', ['-u']);

@@ -7,6 +7,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { initrdConfText } from '../../actors/markers.js';
 import { REPO_ROOT } from '../support/cli.js';
 
 const BOOT = join(REPO_ROOT, 'boot');
@@ -156,6 +157,7 @@ function runScript(script: string, env: Record<string, string> = {}, o: { errexi
   const target = cmd === BUSYBOX ? withStubFunctions(script) : script;
   const r = spawnSync(cmd!, [...args, target], {
     encoding: 'utf8',
+    cwd: fake.dir,
     timeout: 20_000,
     env: {
       PATH: `${fake.bin}:/usr/bin:/bin`,
@@ -321,7 +323,87 @@ describe('initramfs-premount', () => {
       expect(r.calls.some((c) => c.startsWith('chroot'))).toBe(false);
       expect(r.calls).toContain(`umount [${sys()}/dev]`);
     });
+    it(`${sh}: initrd.conf as the restore writes it (quoted values) is read alike`, () => {
+      writeFileSync(
+        fake.conf,
+        initrdConfText({
+          homeUuid: fake.uuid,
+          config: '/etc/syn3-backup/config.yaml',
+          node: '/usr/bin/node',
+          cli: '/opt/syn3-backup/dist/bin/syn3-backup.mjs',
+          rootAfter: `UUID=${ROOT_AFTER}`,
+        }),
+      );
+      expect(readFileSync(fake.conf, 'utf8')).toContain(`SYN3_HOME_UUID='${fake.uuid}'`);
+      pendingRestore();
+      const r = runScript(PREMOUNT, {}, { shell });
+      expect(r.status).toBe(0);
+      expect(r.calls).toContain(`blkid [-U] [${fake.uuid}]`);
+      expect(r.calls).toContain(chrootLine());
+      expect(paramLines()).toBe(`ROOT=UUID=${ROOT_AFTER}\n`);
+    });
+
+    // Finding 4: a backup's metadata recorded a root UUID of $(id >somefile), which the sourced initrd.conf ran as root.
+    for (const [what, line] of [
+      ['unquoted', 'SYN3_HOME_UUID=$(id >somefile)'],
+      ['quoted', "SYN3_HOME_UUID='$(id >somefile)'"],
+      ['in backquotes', 'SYN3_HOME_UUID=`id >somefile`'],
+      ['closing the quote', "SYN3_HOME_UUID='x'$(id >somefile)''"],
+    ] as const) {
+      it(`${sh}: a UUID of $(id >somefile) (${what}) runs nothing and looks for no device`, () => {
+        writeFileSync(fake.conf, `${line}\nSYN3_NODE=/usr/bin/node\nSYN3_CLI=/opt/cli.mjs\n`);
+        pendingRestore();
+        const r = runScript(PREMOUNT, {}, { shell });
+        expect(r.status).toBe(0);
+        expect(existsSync(join(fake.dir, 'somefile'))).toBe(false);
+        expect(r.calls).toEqual([]);
+        expect(r.stdout).toMatch(/ignoring SYN3_HOME_UUID/);
+      });
+    }
+
+    it(`${sh}: a root UUID of $(id >somefile) never reaches /conf/param.conf (which initramfs-tools sources)`, () => {
+      writeFileSync(fake.conf, `${readFileSync(fake.conf, 'utf8')}SYN3_ROOT_AFTER='UUID=$(id >somefile)'\n`);
+      pendingRestore();
+      const r = runScript(PREMOUNT, {}, { shell });
+      expect(r.status).toBe(0);
+      expect(existsSync(join(fake.dir, 'somefile'))).toBe(false);
+      // The earlier, valid line stays: a forged line cannot replace it.
+      expect(paramLines()).toBe(`ROOT=UUID=${ROOT_AFTER}\n`);
+      expect(r.stdout).toMatch(/ignoring SYN3_ROOT_AFTER/);
+    });
   }
+
+  it('the guard is needed: sourcing such a line, as the script once did, does run id', () => {
+    writeFileSync(fake.conf, 'SYN3_HOME_UUID=$(id >somefile)\n');
+    const r = spawnSync('sh', ['-c', `. "${fake.conf}"`], { cwd: fake.dir, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(existsSync(join(fake.dir, 'somefile'))).toBe(true);
+  });
+
+  it('the restore refuses to write a value that is not what it must be', () => {
+    const good = {
+      homeUuid: fake.uuid,
+      config: '/etc/syn3-backup/config.yaml',
+      node: '/usr/bin/node',
+      cli: '/opt/cli.mjs',
+      rootAfter: `UUID=${ROOT_AFTER}`,
+    };
+    expect(initrdConfText(good).split('\n')).toEqual([
+      `SYN3_HOME_UUID='${fake.uuid}'`,
+      "SYN3_HOME_FSTYPE='xfs'",
+      "SYN3_CONFIG='/etc/syn3-backup/config.yaml'",
+      "SYN3_NODE='/usr/bin/node'",
+      "SYN3_CLI='/opt/cli.mjs'",
+      `SYN3_ROOT_AFTER='UUID=${ROOT_AFTER}'`,
+      '',
+    ]);
+    expect(() => initrdConfText({ ...good, homeUuid: '$(id >somefile)' })).toThrow(/SYN3_HOME_UUID.*not a UUID/);
+    expect(() => initrdConfText({ ...good, homeUuid: `${fake.uuid},crc=0` })).toThrow(/not a UUID/);
+    expect(() => initrdConfText({ ...good, rootAfter: 'UUID=$(id)' })).toThrow(/SYN3_ROOT_AFTER/);
+    expect(() => initrdConfText({ ...good, config: "/etc/it's.yaml" })).toThrow(/SYN3_CONFIG.*plain absolute path/);
+    expect(() => initrdConfText({ ...good, cli: 'relative.mjs' })).toThrow(/SYN3_CLI/);
+    expect(initrdConfText({ ...good, rootAfter: '/dev/sda2' })).toContain("SYN3_ROOT_AFTER='/dev/sda2'");
+  });
 
   it('without /scripts/functions it still stops instead of booting on', () => {
     pendingRestore();
