@@ -69,7 +69,7 @@ export async function benchTargetFtp(
         user: server.user,
         password_file: server.passwordFile,
         directory,
-        ...(server.tls ? { secure: true, ca_file: server.certFile } : {}),
+        ...(server.tls ? { secure: true, ca_file: server.certFile } : { secure: false }),
       }),
     );
     const rounds = options.rounds ?? 5;

@@ -3,12 +3,15 @@
  * schedule): both drive the backup machine; they differ in the event sent.
  */
 import { runBackup } from '../backup/run.js';
+import { checkModulesDirectory } from '../config/modules-dir.js';
 import { EXIT, UserError } from '../errors.js';
 import { formatBytes, formatMs } from '../format.js';
 import { commandContext, printJson, type GlobalOptions } from './context.js';
 
 export async function backupCommand(kind: 'tick' | 'backup', options: GlobalOptions & { json?: boolean }): Promise<number> {
   const { config, log, runId } = commandContext(options, kind);
+  // A paths.modules typo is refused before anything runs; the missing default is said after a backup (not every idle tick).
+  const modulesWarning = checkModulesDirectory(config);
   const abort = new AbortController();
   const stop = (signal: string) => {
     log.warn(`received ${signal}: stopping the run; the next tick starts it again`);
@@ -44,6 +47,7 @@ export async function backupCommand(kind: 'tick' | 'backup', options: GlobalOpti
       // A warning reaches stderr under cron too: old backups pile up until retention works again.
       const w = outcome.retentionWarning;
       if (w) log.warn({ id: e.id, reason: w.reason }, `retention failed after backup ${e.id}: ${w.reason}; old backups were kept`);
+      if (modulesWarning) log.warn(modulesWarning);
       return EXIT.ok;
     }
     case 'failed': {

@@ -1,7 +1,8 @@
 /** `config check` validates and prints the effective configuration; `config example` prints a starting point. */
 import { formatDuration } from '../config/duration.js';
+import { checkModulesDirectory } from '../config/modules-dir.js';
 import type { Config } from '../config/schema.js';
-import { EXIT } from '../errors.js';
+import { EXIT, isUserError } from '../errors.js';
 import { configOnly, printJson, snapshotNotYet, type GlobalOptions } from './context.js';
 
 export const EXAMPLE_CONFIG = `# /etc/syn3-backup/config.yaml
@@ -27,9 +28,39 @@ target:
 export async function configCheckCommand(options: GlobalOptions & { json?: boolean }): Promise<number> {
   const config = configOnly(options);
   if (config.mode === 'snapshot') throw snapshotNotYet(config.file);
-  if (options.json) printJson(effectiveView(config));
-  else process.stdout.write(`${config.file}: valid\n${humanView(config)}`);
+  const warnings = configWarnings(config);
+  if (options.json) printJson({ ...effectiveView(config), warnings });
+  else {
+    process.stdout.write(`${config.file}: valid\n${humanView(config)}`);
+    for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+  }
   return EXIT.ok;
+}
+
+/** What is valid but risky, or would stop a backup: said by config check, which otherwise prints "valid". */
+export function configWarnings(c: Config): string[] {
+  const warnings: string[] = [];
+  if (c.target.type === 'ftp' && !c.target.secure) {
+    warnings.push(
+      `target.secure is false: the FTP password and every backup cross the network in clear, readable by anyone on the way; use FTPS (secure: true) if ${c.target.host} offers it`,
+    );
+  }
+  if (c.target.type === 'ftp' && c.target.secure && c.target.allow_self_signed) {
+    warnings.push(
+      'target.allow_self_signed is true: any certificate is accepted, so a man in the middle can take the password; prefer ca_file',
+    );
+  }
+  if (c.target.type === 'smb' && c.target.encryption === 'off') {
+    warnings.push('target.encryption is off: the backups cross the network in clear even where the SMB server offers encryption');
+  }
+  try {
+    const w = checkModulesDirectory(c);
+    if (w) warnings.push(w);
+  } catch (e) {
+    if (!isUserError(e)) throw e;
+    warnings.push(`${e.paragraph()} A backup is refused until then.`);
+  }
+  return warnings;
 }
 
 export async function configExampleCommand(): Promise<number> {

@@ -9,6 +9,7 @@ import { stateName } from '../../machines/state-name.js';
 import { SnapshotStore } from '../state/store.js';
 import { configOnly, printJson, type GlobalOptions } from './context.js';
 import type { Config } from '../config/schema.js';
+import { modulesDirectoryWarning } from '../config/modules-dir.js';
 import { restoreSnapshotOf, type RestoreContext, type RestoreRestingState } from '../../machines/restore.js';
 import { restoreStore } from '../state/stores.js';
 
@@ -24,6 +25,7 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
   const state = saved ? stateName(saved.value) : 'idle';
   const nextDue = dueAt(config.schedule, { lastSuccessAt: context.lastSuccess?.finishedAt, retryAt: context.retryAt });
   const restore = restoreSummary(config);
+  const modulesWarning = modulesDirectoryWarning(config);
   const report = {
     host: config.host,
     state,
@@ -38,9 +40,13 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
     target: config.target.type === 'file' ? config.target.path : config.target.type,
     stateFile: new SnapshotStore(config.paths.state, 'backup').file,
     restore,
+    modulesWarning: modulesWarning ?? null,
   };
   if (options.json) printJson(report);
-  else process.stdout.write(humanStatus(report, context) + (restore ? `restore:       ${restore.summary}\n` : ''));
+  else {
+    const modules = modulesWarning ? `warning:       ${modulesWarning}\n` : '';
+    process.stdout.write(humanStatus(report, context) + modules + (restore ? `restore:       ${restore.summary}\n` : ''));
+  }
   const backupFailed = saved ? backupSnapshotOf(saved).hasTag(TAGS.failed) : false;
   return backupFailed || restore?.failed ? EXIT.failed : EXIT.ok;
 }

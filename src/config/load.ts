@@ -2,17 +2,21 @@
  * Reads the YAML configuration, validates it and turns it into the effective
  * Config. Every rejection names the file and line and says how to fix it.
  */
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LineCounter, parseDocument, isMap, isScalar, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { UserError } from '../errors.js';
+import { requireTrusted } from '../system/trust.js';
 import { configSchema, type Config, type RawConfig, type Schedule } from './schema.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/syn3-backup/config.yaml';
 
 export function loadConfig(file: string = DEFAULT_CONFIG_FILE): Config {
+  // It names what runs as root, what is deleted and where secrets are read: only root may have written it.
+  // (A missing file gets the message below, which says how to make one.)
+  if (lstatOrUndefined(file)) requireTrusted(file, 'file', 'the configuration file');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -55,10 +59,18 @@ export function parseConfig(text: string, file: string): Config {
       hint: hintFor(issue),
     });
   }
-  return effective(parsed.data, file);
+  return effective(parsed.data, file, doc.hasIn(['paths', 'modules']));
 }
 
-function effective(raw: RawConfig, file: string): Config {
+function lstatOrUndefined(file: string): ReturnType<typeof lstatSync> | undefined {
+  try {
+    return lstatSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+function effective(raw: RawConfig, file: string, modulesExplicit: boolean): Config {
   const home = raw.paths.home;
   const schedule: Schedule = raw.schedule.daily
     ? { kind: 'daily', at: raw.schedule.daily }
@@ -76,6 +88,7 @@ function effective(raw: RawConfig, file: string): Config {
       systemCopy: join(home, '.syn3systembackup'),
       spool: join(home, 'system', 'spool'),
     },
+    modulesExplicit,
     moduleTimeoutMs: raw.modules.timeout,
     systemSyncExclude: raw.system_sync.exclude,
     target: raw.target,
@@ -138,6 +151,9 @@ function hintFor(issue: z.core.$ZodIssue): string {
   }
   const field = issue.path.join('.');
   if (field === 'target.type' || field === 'target') return `Supported target types: ${TARGET_TYPES.join(', ')}`;
+  if (field === 'target.secure') {
+    return 'Write secure: true for FTPS (AUTH TLS), or secure: false to accept that the password and the backups cross the network in clear';
+  }
   if (field === 'mode') return 'Use mode: spool (snapshot mode is not supported yet)';
   if (field.startsWith('schedule')) return 'Write one of: daily: "02:00", every: 6h, cron: "0 2 * * 1-5"';
   return 'See "Configuration" in the README for the allowed values';

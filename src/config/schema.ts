@@ -40,7 +40,8 @@ const scheduleSchema = z
 const fileTargetSchema = z.strictObject({
   type: z.literal('file'),
   path: absolutePath,
-  require_mount: z.boolean().default(false),
+  /** On by default: without the backup disk, a backup would fill the root file system instead. */
+  require_mount: z.boolean().default(true),
   retention: retentionSchema.default({ keep: 7 }),
 });
 
@@ -106,6 +107,8 @@ export interface Config {
   mode: 'spool' | 'snapshot';
   compression: 'none' | 'zstd';
   paths: Paths;
+  /** paths.modules was written in the file: then a missing directory is a typo, not "no modules". */
+  modulesExplicit: boolean;
   moduleTimeoutMs: number;
   systemSyncExclude: string[];
   target: TargetConfig;

@@ -18,8 +18,11 @@ export const ftpTargetSchema = z
     type: z.literal('ftp'),
     host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]*$/, 'must be a host name or an IP address'),
     port: z.number().int().min(1).max(65535).default(21),
-    /** Explicit FTPS (AUTH TLS): the login and the data are encrypted. */
-    secure: z.boolean().default(false),
+    /**
+     * Explicit FTPS (AUTH TLS): the login and the data are encrypted. No default: plain FTP sends the
+     * password and the backups in clear, so it takes an explicit secure: false.
+     */
+    secure: z.boolean(),
     /** PEM file of the CA (or of the server's own self-signed certificate) to trust for FTPS, instead of the system's CAs. */
     ca_file: absolutePath.optional(),
     /** Accept any certificate (no verification): the password could be taken by a man in the middle. Prefer ca_file. */

@@ -42,6 +42,7 @@ const SERVERS: Record<string, () => Promise<Server>> = {
         'type: ftp',
         `host: ${s.host}`,
         `port: ${s.port}`,
+        'secure: false',
         `user: ${s.user}`,
         `password_file: ${s.passwordFile}`,
         `directory: ${dir}`,

@@ -1,7 +1,7 @@
 // Runs the built command line against a sandbox, the way cron would: no
 // terminal on stdin, stdout or stderr, and a configuration file of its own.
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -36,12 +36,17 @@ export interface SandboxConfigOptions {
   /** A YAML schedule mapping line, default "every: 1d" (so a second tick is not due). */
   schedule?: string;
   target: string;
+  /** Default false: most tests back up into a plain directory (the program's default is true). */
   requireMount?: boolean;
   keep?: number;
   /** Default <sandbox.dir>/state. */
   state?: string;
   /** Default <sandbox.dir>/modules. */
   modules?: string;
+  /** The trust section's signing key: default <sandbox.dir>/signing.key, made if missing; false leaves the section out. */
+  signingKey?: string | false;
+  /** trust.public_keys, the keys a restore accepts besides its own signing key's. */
+  publicKeys?: string[];
   /** YAML appended verbatim, for the bad-input cases. */
   extra?: string;
 }
@@ -64,16 +69,48 @@ export function sandboxConfigText(sandbox: Sandbox, o: SandboxConfigOptions): st
     'target:',
     '  type: file',
     `  path: ${o.target}`,
-    ...(o.requireMount === undefined ? [] : [`  require_mount: ${o.requireMount}`]),
+    `  require_mount: ${o.requireMount ?? false}`,
     '  retention:',
     `    keep: ${o.keep ?? 7}`,
+    ...trustLines(sandbox, o),
   ];
   return `${lines.join('\n')}\n${o.extra ?? ''}`;
 }
 
-/** Writes a sandbox configuration and returns its path. */
+function trustLines(sandbox: Sandbox, o: SandboxConfigOptions): string[] {
+  const key = o.signingKey === undefined ? join(sandbox.dir, 'signing.key') : o.signingKey;
+  if (key === false && !o.publicKeys?.length) return [];
+  return [
+    'trust:',
+    ...(key === false ? ['  signing_key: /nonexistent/syn3-backup-signing.key'] : [`  signing_key: ${key}`]),
+    ...(o.publicKeys?.length ? ['  public_keys:', ...o.publicKeys.map((k) => `    - "${k}"`)] : []),
+  ];
+}
+
+/**
+ * An Ed25519 signing key as "syn3-backup key init" makes one (PKCS#8 PEM,
+ * 0600), made here with node:crypto rather than by the program under test;
+ * an existing one is kept. Returns its public key line.
+ */
+export function ensureSigningKey(file: string): string {
+  if (!existsSync(file)) {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
+  }
+  return publicKeyOf(file);
+}
+
+/** The "ed25519:<base64>" line of a private key file: the last 32 bytes of its SubjectPublicKeyInfo. */
+export function publicKeyOf(file: string): string {
+  const spki = createPublicKey(readFileSync(file, 'utf8')).export({ format: 'der', type: 'spki' });
+  return `ed25519:${spki.subarray(spki.length - 32).toString('base64')}`;
+}
+
+/** Writes a sandbox configuration (and its signing key, unless told not to) and returns its path. */
 export async function writeSandboxConfig(sandbox: Sandbox, o: SandboxConfigOptions): Promise<string> {
   const file = o.file ?? join(sandbox.dir, 'config.yaml');
+  if (o.signingKey !== false) ensureSigningKey(o.signingKey ?? join(sandbox.dir, 'signing.key'));
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, sandboxConfigText(sandbox, o));
   return file;

@@ -62,7 +62,7 @@ function ftpTarget(server: FtpServer, directory: string, extra: Record<string, u
       password_file: server.passwordFile,
       directory,
       timeout: '10s',
-      ...(server.tls ? { secure: true, ca_file: server.certFile } : {}),
+      ...(server.tls ? { secure: true, ca_file: server.certFile } : { secure: false }),
       ...extra,
     }),
   );
@@ -475,21 +475,28 @@ describe('FTP target configuration', () => {
     user: 'backup',
     password_file: '/etc/syn3-backup/ftp.pass',
     directory: '/backups/host',
+    secure: true,
   };
 
-  it('fills in port 21, plain FTP with verified certificates, a 30 s timeout and keep 7', () => {
+  it('fills in port 21, verified certificates, a 30 s timeout and keep 7', () => {
     expect(ftpTargetSchema.parse(minimal)).toEqual({
       ...minimal,
       port: 21,
-      secure: false,
       allow_self_signed: false,
       timeout: 30_000,
       retention: { keep: 7 },
     });
   });
 
+  it('has no default for secure: plain FTP (password and data in clear) takes an explicit secure: false', () => {
+    const { secure: _secure, ...unsaid } = minimal;
+    const r = ftpTargetSchema.safeParse(unsaid);
+    expect(r.error?.issues.map((i) => `${i.path.join('.')}: ${i.code}`)).toEqual(['secure: invalid_type']);
+    expect(ftpTargetSchema.parse({ ...minimal, secure: false }).secure).toBe(false);
+  });
+
   it('refuses ca_file without secure: true', () => {
-    const r = ftpTargetSchema.safeParse({ ...minimal, ca_file: '/etc/ssl/ftp-ca.pem' });
+    const r = ftpTargetSchema.safeParse({ ...minimal, secure: false, ca_file: '/etc/ssl/ftp-ca.pem' });
     expect(r.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
       'secure: ca_file and allow_self_signed apply to FTPS only: set secure: true as well',
     ]);
@@ -524,7 +531,7 @@ describe('FTP password file', () => {
   it('is refused when it does not exist, before any connection is made', async () => {
     const file = join(tmpDir(), 'missing.pass');
     const target = new FtpTarget(
-      ftpTargetSchema.parse({ type: 'ftp', host: '127.0.0.1', port: 9, user: 'u', password_file: file, directory: '/b' }),
+      ftpTargetSchema.parse({ type: 'ftp', host: '127.0.0.1', port: 9, secure: false, user: 'u', password_file: file, directory: '/b' }),
     );
     const e = await failure(target.check());
     expect(e.paragraph()).toBe(

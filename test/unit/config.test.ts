@@ -3,9 +3,10 @@
  * mistake is reported. Every rejection is a UserError whose paragraph names
  * the file and the line to fix and says how to fix it.
  */
+import { chmodSync, chownSync, symlinkSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { UserError } from '../../src/errors.js';
@@ -35,6 +36,16 @@ function rejection(text: string): UserError {
   throw new Error(`parseConfig accepted:\n${text}`);
 }
 
+function thrown(f: () => unknown): UserError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(UserError);
+    return e as UserError;
+  }
+  throw new Error('it was accepted');
+}
+
 /** The paragraph an administrator reads, checked to start with <file>:<line>. */
 function rejectedAt(text: string, line: number): string {
   const paragraph = rejection(text).paragraph();
@@ -62,8 +73,34 @@ describe('a valid configuration', () => {
       },
       moduleTimeoutMs: HOUR,
       systemSyncExclude: [],
-      target: { type: 'file', path: '/mnt/backup', require_mount: false, retention: { keep: 7 } },
+      target: { type: 'file', path: '/mnt/backup', require_mount: true, retention: { keep: 7 } },
     });
+  });
+
+  it("requires a mount at the file target by default, as the README's example has it (issue 10, finding 8)", () => {
+    const config = parseConfig(yaml(...MINIMAL), FILE);
+    expect(config.target.type === 'file' && config.target.require_mount).toBe(true);
+    const off = parseConfig(yaml(...MINIMAL, '  require_mount: false'), FILE);
+    expect(off.target.type === 'file' && off.target.require_mount).toBe(false);
+  });
+
+  it('records whether paths.modules was written in the file (a missing one is then a typo) or is the default', () => {
+    expect(parseConfig(yaml(...MINIMAL), FILE).modulesExplicit).toBe(false);
+    expect(parseConfig(yaml(...MINIMAL, 'paths:', '  state: /s'), FILE).modulesExplicit).toBe(false);
+    const explicit = parseConfig(yaml(...MINIMAL, 'paths:', '  modules: /usr/backup/modules'), FILE);
+    expect(explicit.modulesExplicit).toBe(true);
+    expect(explicit.paths.modules).toBe('/usr/backup/modules');
+  });
+
+  it('refuses an FTP target without secure, on its line, saying both choices (plain FTP needs an explicit secure: false)', () => {
+    const ftp = ['target:', '  type: ftp', '  host: ftp.example.org', '  user: b', '  password_file: /etc/p', '  directory: /b'];
+    // Line 4: where the target's mapping starts (a missing key has no line of its own).
+    const p = rejectedAt(yaml(...SCHEDULE, ...ftp), 4);
+    expect(p).toBe(
+      `${FILE}:4: "target.secure" is missing. Write secure: true for FTPS (AUTH TLS), or secure: false to accept that the password and the backups cross the network in clear.`,
+    );
+    const plain = parseConfig(yaml(...SCHEDULE, ...ftp, '  secure: false'), FILE);
+    expect(plain.target.type === 'ftp' && plain.target.secure).toBe(false);
   });
 
   it('puts the system copy and the spool under paths.home: <home>/.syn3systembackup and <home>/system/spool', () => {
@@ -301,6 +338,31 @@ describe('loadConfig', () => {
     } catch (e) {
       expect((e as UserError).paragraph()).toMatch(new RegExp(`^${file}:3: unknown key "targt"`));
     }
+  });
+
+  it('refuses a configuration file that nobody owns, though its mode is 0644: it says what runs as root', async () => {
+    const file = await tempFile(yaml(...MINIMAL));
+    chownSync(file, 65534, 65534);
+    const e = thrown(() => loadConfig(file));
+    expect(e.kind).toBe('trust');
+    expect(e.exitCode).toBe(3);
+    expect(e.paragraph()).toBe(
+      `${file}: the configuration file is owned by uid 65534, mode 0644; this program runs as root and trusts only what root alone can change. Fix it with: chown root:root ${file}.`,
+    );
+  });
+
+  it('refuses a configuration file that is a link, or that group or others can write, or in a directory others can write', async () => {
+    const real = await tempFile(yaml(...MINIMAL));
+    const link = `${real}.link`;
+    symlinkSync(real, link);
+    expect(thrown(() => loadConfig(link)).message).toMatch(/^the configuration file is a symbolic link;/);
+    chmodSync(real, 0o664);
+    expect(thrown(() => loadConfig(real)).message).toMatch(/mode 0664 \(group or others can write it\)/);
+    chmodSync(real, 0o644);
+    chmodSync(dirname(real), 0o777);
+    expect(thrown(() => loadConfig(real)).where).toBe(dirname(real));
+    chmodSync(dirname(real), 0o700);
+    expect(loadConfig(real).file).toBe(real);
   });
 
   it('a missing file: names it, says it does not exist, and says to create it or pass --config', () => {
