@@ -10,8 +10,10 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   readlinkSync,
+  realpathSync,
   renameSync,
   symlinkSync,
   unlinkSync,
@@ -22,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { UserError } from './errors.js';
 import { syncDirectory, writeDurable } from './state/durable.js';
 import { run } from './system/run.js';
+import { requireTrusted } from './system/trust.js';
 import { which } from './system/tools.js';
 
 export type Scheduler = 'cron' | 'timer' | 'none';
@@ -132,7 +135,30 @@ export interface PlanOptions {
   exampleConfig: string;
 }
 
+/**
+ * The wrapper runs this checkout's bundle as root from cron, and the boot files become the initrd's
+ * and first boot's scripts: whoever can change any of them is root at the next tick. So node, the
+ * bundle with its chunks, and the boot files must pass the trust rule (and so every directory above).
+ */
+export function requireTrustedCheckout(o: Pick<PlanOptions, 'packageRoot' | 'node' | 'cli'>): void {
+  requireTrusted(realpathSync(o.node), 'file', 'node, which the wrapper runs');
+  requireTrusted(o.packageRoot, 'directory', 'the syn3-backup checkout');
+  // Not built yet: the install says so; the build's files are root's when root builds them.
+  const bin = dirname(o.cli);
+  if (existsSync(bin)) {
+    requireTrusted(bin, 'directory', "the directory of syn3-backup's bundled CLI");
+    for (const name of readdirSync(bin).filter((n) => n.endsWith('.mjs') || n.endsWith('.js'))) {
+      requireTrusted(join(bin, name), 'file', `the bundled CLI's file ${name}`);
+    }
+  }
+  if (existsSync(o.cli)) requireTrusted(o.cli, 'file', 'the bundled CLI the wrapper runs');
+  const boot = join(o.packageRoot, 'boot');
+  requireTrusted(boot, 'directory', "syn3-backup's boot files");
+  for (const name of readdirSync(boot)) requireTrusted(join(boot, name), 'file', `the boot file ${name}`);
+}
+
 export function installPlan(o: PlanOptions): InstallItem[] {
+  requireTrustedCheckout(o);
   const boot = (name: string) => readBootFile(o.packageRoot, name);
   const P = INSTALL_PATHS;
   const items: InstallItem[] = [

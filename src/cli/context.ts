@@ -29,15 +29,36 @@ export function commandContext(options: GlobalOptions, command: string): Command
   const runId = newRunId();
   // The lock, the state files and the log live here: whoever can write it steers the next run.
   ensureTrustedDirectory(config.paths.state, 'the state directory (paths.state)');
-  const log = createLogger({
-    stateDir: config.paths.state,
-    format: options.logFormat ?? 'auto',
-    runId,
-    command,
-    ...(options.quiet ? { quiet: true } : {}),
-    ...(options.verbose ? { verbose: true } : {}),
-  });
+  const log = stateWritable(config.paths.state, () =>
+    createLogger({
+      stateDir: config.paths.state,
+      format: options.logFormat ?? 'auto',
+      runId,
+      command,
+      ...(options.quiet ? { quiet: true } : {}),
+      ...(options.verbose ? { verbose: true } : {}),
+    }),
+  );
   return { config, log, runId, options };
+}
+
+/** The log is the first write to the state directory: a read-only one is said as such, not as an internal error. */
+function stateWritable<T>(dir: string, open: () => T): T {
+  try {
+    return open();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EROFS' && code !== 'EACCES' && code !== 'EPERM') throw e;
+    throw new UserError(
+      'state',
+      `the state directory (paths.state) cannot be written (${code === 'EROFS' ? 'EROFS: the file system is read-only' : code})`,
+      {
+        where: dir,
+        hint: 'Remount that file system read-write, or point paths.state at a directory on a writable one; nothing was done',
+        cause: e,
+      },
+    );
+  }
 }
 
 export function snapshotNotYet(file: string): UserError {
