@@ -97,14 +97,21 @@ async function runStage(m: NewMachine, stage: Stage): Promise<void> {
   if (stage === 'resume') expectOk('resume', await runCli(m.config, ['resume']));
 }
 
-/** What a reboot after a power cut leaves: no process of the killed run, none of its mounts. */
-async function reboot(m: NewMachine): Promise<void> {
+/**
+ * What a reboot after a power cut leaves: no process of the killed run, none
+ * of its mounts. Killed in the initrd, the next boot's premount hook runs
+ * `resume --initrd` again before / and /boot are mounted (a half-made file
+ * system there would not mount).
+ */
+async function reboot(m: NewMachine, killedIn: Stage): Promise<void> {
   await waitUntil('the killed run to leave the machine', async () => (await processesUsing(m.dir)).length === 0, 30_000, 50);
+  const inInitrd = killedIn === 'resume-initrd';
   for (const v of [m.root, m.boot, m.home]) {
-    for (const at of await mountsOf(v.device)) if (at !== v.mountPoint) await execa('umount', [at]);
+    for (const at of await mountsOf(v.device)) if (at !== v.mountPoint || (inInitrd && v !== m.home)) await execa('umount', [at]);
   }
   await emptyTmp(m.tmp);
-  await bootRestoredSystem(m);
+  if (inInitrd) await runStage(m, 'resume-initrd');
+  else await bootRestoredSystem(m);
 }
 
 /** Kills one restore at the point, reboots, goes on as status says, and checks the end. Returns where it died, if it did. */
@@ -136,7 +143,7 @@ async function crashThenFinish(crash: RestoreCrashPoint): Promise<CrashNote | un
     } else {
       expect(killed.exitCode, `${where} ran on: ${killed.stderr}`).toBe(0);
     }
-    await reboot(machine);
+    await reboot(machine, crashStage);
     // Go on as status tells: start again, resume, or let the initrd run.
     for (let i = 0; i < 8; i++) {
       const s = await restoreStatus(machine.config);
