@@ -2,7 +2,9 @@
  * Before anything is destroyed: the chosen backup is read back whole from the
  * target and proven intact against what was recorded when it was written,
  * and the devices this machine will rebuild are found from the mount table
- * and checked against what the backup recorded.
+ * and checked against what the backup recorded. The metadata's signature is
+ * checked first, before a byte of the dump is read: only a trusted signature
+ * makes the recorded length and sha256 worth comparing against.
  */
 import { stat } from 'node:fs/promises';
 import type { DeviceRef, RestorePlan } from '../machines/restore-types.js';
@@ -14,6 +16,7 @@ import type { StoredBackup, Target } from '../src/targets/target.js';
 import { probeUuid } from '../src/system/mkfs.js';
 import { run } from '../src/system/run.js';
 import { requireTools } from '../src/system/tools.js';
+import { requireTrustedSignature } from '../src/signing/require-signed.js';
 import { verifyStream } from './verify.js';
 
 export async function findBackup(target: Target, id: string): Promise<StoredBackup> {
@@ -30,6 +33,7 @@ export async function findBackup(target: Target, id: string): Promise<StoredBack
 export async function planRestore(config: Config, target: Target, backupId: string): Promise<RestorePlan> {
   await requireTools(['xfsrestore', 'mkfs.xfs', 'rsync', 'blkid', 'mount', 'umount']);
   const backup = await findBackup(target, backupId);
+  requireTrustedSignature(config, backup, `${target.description}: backup ${backupId}`);
   const recorded = backup.metadata.layout;
   const devices = {
     root: await deviceAt('root', config.paths.root, recorded.root),

@@ -23,6 +23,8 @@ export interface SystemSyncPaths {
   alsoExclude: string[];
   /** This program's lock: a restored system must not boot holding the lock of the run that copied it. */
   lockFile?: string;
+  /** Files whose secrecy the backup must keep (the signing key): never copied, so never in a dump a target holds. */
+  secretFiles?: string[];
 }
 
 export async function syncSystem(paths: SystemSyncPaths, signal?: AbortSignal): Promise<{ warnings: string[] }> {
@@ -32,6 +34,7 @@ export async function syncSystem(paths: SystemSyncPaths, signal?: AbortSignal): 
     ...RUNTIME,
     ...[paths.boot, paths.home, ...paths.alsoExclude].flatMap((p) => underRoot(paths.root, p)),
     ...(paths.lockFile ? fileUnderRoot(paths.root, paths.lockFile) : []),
+    ...(paths.secretFiles ?? []).flatMap((f) => fileUnderRoot(paths.root, f)),
   ];
   const warnings: string[] = [];
   warnings.push(...(await rsync(withSlash(paths.root), withSlash(paths.systemCopy), excludes, signal)));

@@ -5,7 +5,8 @@
  * modules are imported when a step runs, so a tick with nothing due does not
  * pay for loading them.
  */
-import { dirname, join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 import type { InputFrom, OutputFrom } from 'xstate';
 import { step } from '../steps.js';
 import { STEP_OF_BACKUP_ACTOR, type backupActors } from '../../machines/backup.js';
@@ -14,6 +15,9 @@ import { UserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { mountAt } from '../system/mounts.js';
 import { ensureTrustedDirectory } from '../system/trust.js';
+import { readSigningKey } from '../signing/keys.js';
+import { signMetadata } from '../signing/signature.js';
+import { validateMetadata } from '../targets/kit/metadata.js';
 import { METADATA_FORMAT, type BackupMetadata, type Target } from '../targets/target.js';
 import { PROGRAM } from '../version.js';
 import { formatBytes } from '../format.js';
@@ -64,14 +68,28 @@ export function backupSteps(d: BackupDeps): BackupSteps {
           },
         );
       }
+      // Every backup is signed: without a key there is nothing a restore could tell from a forgery.
+      readSigningKey(config.trust.signing_key);
+      if (isUnder(config.trust.signing_key, paths.home)) {
+        throw new UserError(
+          'config',
+          `trust.signing_key (${config.trust.signing_key}) lies under paths.home, which is dumped to the target`,
+          {
+            hint: 'Keep the signing key on the root file system (the default /etc/syn3-backup/signing.key): whoever holds a dump would hold the key',
+          },
+        );
+      }
       await target.check();
-      return { checked: ['tools', 'home', target.description] };
+      return { checked: ['tools', 'home', 'signing key', target.description] };
     },
 
     syncSystem: async () => {
       const { syncSystem } = await import('../../actors/rsync.js');
       const alsoExclude = config.target.type === 'file' ? [config.target.path, ...config.systemSyncExclude] : config.systemSyncExclude;
-      const result = await syncSystem({ ...paths, alsoExclude, lockFile: join(paths.state, 'lock') }, d.signal);
+      const secretFiles = [config.trust.signing_key];
+      const result = await syncSystem({ ...paths, alsoExclude, lockFile: join(paths.state, 'lock'), secretFiles }, d.signal);
+      // A system copy made before the key was excluded may still hold it: it must not reach the next dump.
+      for (const f of secretFiles) if (isUnder(f, paths.root)) rmSync(join(paths.systemCopy, relative(paths.root, f)), { force: true });
       for (const w of result.warnings) log.warn(w);
       return result;
     },
@@ -116,7 +134,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
       ),
 
     publishBackup: async (input) => {
-      const metadata: BackupMetadata = {
+      const unsigned: BackupMetadata = {
         format: METADATA_FORMAT,
         id: input.runId,
         host: config.host,
@@ -129,6 +147,14 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         program: PROGRAM,
         layout: input.layout,
       };
+      const metadata = signMetadata(unsigned, readSigningKey(config.trust.signing_key));
+      // What list and restore will refuse must fail here, loudly, not become a backup nobody can see.
+      const valid = validateMetadata(metadata, input.runId);
+      if (!valid.ok) {
+        throw new UserError('internal', `the metadata of backup ${input.runId} does not pass its own validation (${valid.reason})`, {
+          hint: 'syn3-backup restores xfs and ext2/3/4 file systems with plain UUIDs and labels; report this with the log if yours are such',
+        });
+      }
       const stored = await target.commit(input.runId, metadata);
       log.info(
         { id: stored.id, size: stored.size, location: stored.location },
@@ -158,4 +184,9 @@ export function backupSteps(d: BackupDeps): BackupSteps {
       return { deleted: old.map((b) => b.id), finishedAt: Date.now() };
     },
   };
+}
+
+function isUnder(file: string, dir: string): boolean {
+  const rel = relative(dir, file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 }

@@ -51,7 +51,7 @@ function program(): Command {
   cli
     .command('list')
     .description('the backups on the target, oldest first')
-    .option('--json', 'print as JSON: [{id, created, size, location, host, sha256}]')
+    .option('--json', 'print as JSON: [{id, created, size, location, host, sha256, signature, signedBy}]')
     .option('--all-hosts', 'also list backups of other hosts on the same target')
     .action(action(async () => (await import('./list.js')).listCommand));
   cli
@@ -59,6 +59,7 @@ function program(): Command {
     .description('restore this host from a backup: shows what is destroyed, asks for the host name, then runs until a reboot is needed')
     .option('--from <id>', 'the backup to restore (default: the newest of this host)')
     .option('--confirm <host>', "confirm without asking, with this host's name (for scripts)")
+    .option('--allow-unsigned', 'accept a backup with no signature at all (made before backups were signed); never a wrong one')
     .option('--json', 'print the result as JSON')
     .action(action(async () => (await import('./restore.js')).restoreCommand));
   cli
@@ -82,6 +83,17 @@ function program(): Command {
     .option('--dry-run', 'print what would change, change nothing')
     .option('--json', 'print the result as JSON')
     .action(action(async () => (await import('./install.js')).installCommand));
+  const key = cli.command('key').description("this server's signing key: every backup is signed, and a restore checks the signature");
+  key
+    .command('init')
+    .description('make the signing key at trust.signing_key (0600; never over an existing one) and print its public key')
+    .option('--json', 'print as JSON: {file, publicKey}')
+    .action(action(async () => (await import('./key.js')).keyInitCommand));
+  key
+    .command('show')
+    .description('print the public key of the signing key, the line for trust.public_keys')
+    .option('--json', 'print as JSON: {file, publicKey}')
+    .action(action(async () => (await import('./key.js')).keyShowCommand));
   const config = cli.command('config').description('check or show the configuration');
   config
     .command('check')

@@ -12,11 +12,14 @@ import { EXIT, UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { mountAt } from '../system/mounts.js';
 import { loadRestoreState, runRestore, type RestoreRunResult } from '../restore/run.js';
+import { approveUnsigned, withdrawUnsignedApproval } from '../signing/unsigned-approval.js';
 import { createTarget } from '../targets/index.js';
 import type { StoredBackup } from '../targets/target.js';
 import { commandContext, printJson, type CommandContext, type GlobalOptions } from './context.js';
 
-export async function restoreCommand(options: GlobalOptions & { from?: string; confirm?: string; json?: boolean }): Promise<number> {
+export async function restoreCommand(
+  options: GlobalOptions & { from?: string; confirm?: string; json?: boolean; allowUnsigned?: boolean },
+): Promise<number> {
   const ctx = commandContext(options, 'restore');
   const { config } = ctx;
   const pending = loadRestoreState(config);
@@ -29,6 +32,9 @@ export async function restoreCommand(options: GlobalOptions & { from?: string; c
   if (!options.json) process.stdout.write(plan(ctx, backup));
   // What is typed is the name of the host whose backup this is: a typo in --from cannot slip through.
   await confirm(backup.metadata.host, config.host, options.confirm);
+  // Kept on disk for this backup only: a preflight run again by "resume" must decide alike.
+  if (options.allowUnsigned) approveUnsigned(config.paths.state, backup.id);
+  else withdrawUnsignedApproval(config.paths.state);
   const outcome = await runRestore(config, ctx.log, 'restore', () => ({
     type: 'CONFIRM_RESTORE',
     now: Date.now(),

@@ -21,6 +21,15 @@ export interface BackupMetadata {
   tool: 'xfsdump';
   program: string;
   layout: SystemLayout;
+  /** Ed25519 over the rest of the metadata (src/signing/canonical.ts); absent on backups made before signing existed. */
+  signature?: MetadataSignature;
+}
+
+export interface MetadataSignature {
+  /** The signer's public key, as trust.public_keys lists it: "ed25519:<base64>". */
+  key: string;
+  /** The 64-byte signature, base64. */
+  sig: string;
 }
 
 export interface StoredBackup {

@@ -43,7 +43,7 @@ export interface SandboxConfigOptions {
   state?: string;
   /** Default <sandbox.dir>/modules. */
   modules?: string;
-  /** The trust section's signing key: default <sandbox.dir>/signing.key, made if missing; false leaves the section out. */
+  /** The trust section's signing key: default <sandbox.dir>/signing.key, made if missing; false names one that does not exist. */
   signingKey?: string | false;
   /** trust.public_keys, the keys a restore accepts besides its own signing key's. */
   publicKeys?: string[];
@@ -79,7 +79,7 @@ export function sandboxConfigText(sandbox: Sandbox, o: SandboxConfigOptions): st
 
 function trustLines(sandbox: Sandbox, o: SandboxConfigOptions): string[] {
   const key = o.signingKey === undefined ? join(sandbox.dir, 'signing.key') : o.signingKey;
-  if (key === false && !o.publicKeys?.length) return [];
+  // Without a key of its own a sandbox must still not fall back to this machine's /etc/syn3-backup/signing.key.
   return [
     'trust:',
     ...(key === false ? ['  signing_key: /nonexistent/syn3-backup-signing.key'] : [`  signing_key: ${key}`]),

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type Result, type ResultPromise } from 'execa';
 import { POST_RESTORE_SCRIPT } from '../../actors/markers.js';
-import { CLI, listBackups, runCli, writeSandboxConfig, type ListedBackup } from './cli.js';
+import { CLI, listBackups, publicKeyOf, runCli, writeSandboxConfig, type ListedBackup } from './cli.js';
 import { createPartitionedXfsDisk, probeFs, type FsIdentity, type PartitionedDisk } from './partitioned-disk.js';
 import { populateBootTree, populateRichTree, populateSystemTree, SYSTEM_VOLATILE_DIRS } from './rich-tree.js';
 import { createSandbox, createTargetVolume, createXfsVolume, type Sandbox, type XfsVolume } from './sandbox.js';
@@ -58,6 +58,8 @@ export interface OldMachine {
   target: XfsVolume;
   modules: string;
   config: string;
+  /** The public key of the old machine's signing key: what the disaster-recovery papers hold. */
+  publicKey: string;
   backup: ListedBackup;
   /** What the database module spooled at backup time. */
   dump: string;
@@ -104,6 +106,7 @@ export async function buildOldMachine(): Promise<OldMachine> {
     state: join(root, STATE_IN_ROOT),
     extra: RESTORE_SECTION,
   });
+  const publicKey = publicKeyOf(join(sandbox.dir, 'signing.key'));
   const tick = await runCli(config, ['tick']);
   const listed = await listBackups(config);
   if (tick.exitCode !== 0 || listed.length !== 1)
@@ -122,7 +125,7 @@ export async function buildOldMachine(): Promise<OldMachine> {
   };
   // The server burns down.
   for (const volume of [sandbox.home, sandbox.boot, sandbox.root]) await volume.unmount();
-  return { work, sandbox, target, modules, config, backup, dump, trees, ids };
+  return { work, sandbox, target, modules, config, publicKey, backup, dump, trees, ids };
 }
 
 /** Removes the old machine's work directory once every volume is gone, never through a mount that is still there. */
@@ -157,7 +160,11 @@ export interface NewMachine {
   destroy(): Promise<void>;
 }
 
-/** A fresh installation, with its own labels and UUIDs and a little content of its own, configured like the old machine. */
+/**
+ * A fresh installation, with its own labels and UUIDs and a little content of
+ * its own, configured like the old machine but with no signing key: its
+ * configuration holds only the old machine's public key, as the papers do.
+ */
 export async function installNewMachine(old: OldMachine, name: string): Promise<NewMachine> {
   const dir = join(old.work, name);
   await mkdir(dir);
@@ -184,6 +191,8 @@ export async function installNewMachine(old: OldMachine, name: string): Promise<
         requireMount: true,
         modules: old.modules,
         state,
+        signingKey: false,
+        publicKeys: [old.publicKey],
         extra: RESTORE_SECTION,
       },
     );
@@ -195,6 +204,8 @@ export async function installNewMachine(old: OldMachine, name: string): Promise<
         requireMount: true,
         modules: old.modules,
         state: join(home.mountPoint, SYSTEM_COPY, STATE_IN_ROOT),
+        signingKey: false,
+        publicKeys: [old.publicKey],
         extra: RESTORE_SECTION,
       },
     );

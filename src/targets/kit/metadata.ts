@@ -7,19 +7,36 @@
  */
 import { z } from 'zod';
 import type { FsIdentity, SystemLayout } from '../../../machines/types.js';
-import { METADATA_FORMAT, type BackupMetadata } from '../target.js';
+import { PUBLIC_KEY_PATTERN } from '../../config/trust-config.js';
+import { METADATA_FORMAT, type BackupMetadata, type MetadataSignature } from '../target.js';
 import { ID_PATTERN } from './id.js';
 
 const nonNegativeInteger = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
+/*
+ * Every field of a layout reaches a root shell script (initrd.conf) or a mkfs
+ * command line during a restore: each is held to the syntax it can have.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses.
+const NO_CONTROL = /^[^\x00-\x1f\x7f]*$/;
+const UUID_SYNTAX = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+/** One argument that cannot read as an option: no leading '-' or blank, no control characters, 16 at most (ext4's limit). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses.
+const LABEL_SYNTAX = /^[^\s\x00-\x1f\x7f-][^\x00-\x1f\x7f]{0,15}$/;
+/** What the restore can rebuild (src/system/mkfs.ts) and the initrd can mount: nothing else can come back. */
+export const KNOWN_FS_TYPES = ['xfs', 'ext2', 'ext3', 'ext4'] as const;
+
 const fsIdentitySchema = z.strictObject({
-  mountPoint: z.string().min(1),
-  device: z.string(),
-  fsType: z.string().min(1),
-  uuid: z.string().optional(),
-  label: z.string().optional(),
+  mountPoint: z.string().startsWith('/', 'must be an absolute path').max(4096).regex(NO_CONTROL, 'must hold no control characters'),
+  device: z.string().max(4096).regex(NO_CONTROL, 'must hold no control characters'),
+  fsType: z.enum(KNOWN_FS_TYPES, `must be one of ${KNOWN_FS_TYPES.join(', ')}`),
+  uuid: z.string().regex(UUID_SYNTAX, 'must be a UUID (8-4-4-4-12 hex digits)').optional(),
+  label: z
+    .string()
+    .regex(LABEL_SYNTAX, 'must be a plain label: at most 16 characters, no control characters, not starting with - or a blank')
+    .optional(),
   sizeBytes: nonNegativeInteger.optional(),
-  xfs: z.record(z.string(), z.number()).optional(),
+  xfs: z.record(z.string().regex(/^[a-z0-9_.]{1,64}$/, 'must be an xfs_info field name'), nonNegativeInteger).optional(),
 }) satisfies z.ZodType<FsIdentity>;
 
 const layoutSchema = z.strictObject({
@@ -28,18 +45,24 @@ const layoutSchema = z.strictObject({
   home: fsIdentitySchema,
 }) satisfies z.ZodType<SystemLayout>;
 
+const signatureSchema = z.strictObject({
+  key: z.string().regex(PUBLIC_KEY_PATTERN, 'must be a public key (ed25519:…)'),
+  sig: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a 64-byte Ed25519 signature in base64'),
+}) satisfies z.ZodType<MetadataSignature>;
+
 export const metadataSchema = z.strictObject({
   format: z.literal(METADATA_FORMAT),
   id: z.string().regex(ID_PATTERN, 'must be a backup id'),
-  host: z.string().min(1),
+  host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a host name'),
   created: z.iso.datetime(),
   startedAt: z.iso.datetime(),
   size: nonNegativeInteger,
   sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
   compression: z.enum(['none', 'zstd']),
   tool: z.literal('xfsdump'),
-  program: z.string(),
+  program: z.string().max(200).regex(NO_CONTROL, 'must hold no control characters'),
   layout: layoutSchema,
+  signature: signatureSchema.optional(),
 }) satisfies z.ZodType<BackupMetadata>;
 
 export type DecodedMetadata = { ok: true; metadata: BackupMetadata } | { ok: false; reason: string };
