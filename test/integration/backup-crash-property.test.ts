@@ -113,7 +113,8 @@ beforeAll(async () => {
       // Every tick is due, so a tick after a crash before the first save still backs up.
       schedule: { every: '1s' },
       paths: { root: sb.root.mountPoint, boot: sb.boot.mountPoint, home: sb.home.mountPoint, state, modules },
-      target: { type: 'file', path: target, retention: { keep: KEEP } },
+      // A directory in the sandbox, not a mounted disk.
+      target: { type: 'file', path: target, require_mount: false, retention: { keep: KEEP } },
     }),
   );
   for (let i = 0; i < KEEP; i++) {
