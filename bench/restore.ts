@@ -31,6 +31,8 @@ export interface RestoreBenchInput {
   /** The file target holding the backup (its mount point). */
   targetDir: string;
   modules: string;
+  /** The public key the backup was signed with: the new machine trusts it, and has no signing key of its own. */
+  publicKey: string;
   /** Size of the old home, which the new one gets too. */
   homeMiB: number;
   say: (m: string) => void;
@@ -168,6 +170,10 @@ function programRestore(m: NewMachine, i: RestoreBenchInput): ProgramRestore {
       'restore:',
       '  update_grub: false',
       '  update_initramfs: false',
+      'trust:',
+      `  signing_key: ${join(m.dir, 'no-signing.key')}`,
+      '  public_keys:',
+      `    - "${i.publicKey}"`,
       '',
     ].join('\n'),
   );

@@ -40,6 +40,7 @@ import { backupImplementations } from '../src/backup/wiring.js';
 import { loadConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
 import { createTarget } from '../src/targets/index.js';
+import { ensureSigningKey, publicKeyOf } from '../test/support/cli.js';
 import { createSandbox, createXfsVolume, type Sandbox, type XfsVolume } from '../test/support/sandbox.js';
 import { DEFAULT_HOME, populateBoot, populateHome, populateRoot, type HomeShape } from './data.js';
 import { diagnoseDump, type DiagnosisRow } from './diagnose.js';
@@ -178,9 +179,13 @@ async function build(shape: HomeShape, homeMiB: number): Promise<Setup> {
         `  path: ${target.mountPoint}`,
         '  retention:',
         '    keep: 1',
+        'trust:',
+        `  signing_key: ${join(sb.dir, 'signing.key')}`,
         '',
       ].join('\n'),
     );
+    // Every backup is signed: the sandbox gets a key of its own, as "syn3-backup key init" makes one.
+    ensureSigningKey(join(sb.dir, 'signing.key'));
     // An rsync that records its arguments, so the bare runs use exactly the program's.
     const wrapDir = join(sb.dir, 'wrap');
     const rsyncRecord = join(sb.dir, 'rsync-args');
@@ -595,7 +600,15 @@ async function main(): Promise<void> {
     unbindSync();
     await s.sb.home.unmount();
     restore = await benchRestore(
-      { bin: s.bin, host: HOST, targetDir: s.target.mountPoint, modules: join(s.sb.dir, 'modules'), homeMiB, say },
+      {
+        bin: s.bin,
+        host: HOST,
+        targetDir: s.target.mountPoint,
+        modules: join(s.sb.dir, 'modules'),
+        publicKey: publicKeyOf(join(s.sb.dir, 'signing.key')),
+        homeMiB,
+        say,
+      },
       (r) =>
         forceDiagnosis ||
         (!noDiagnosis && (r.program.steps.restoreHome! > 1.05 * r.bareCold.ms || r.program.steps.restoreHome! > 1.05 * r.bareWarm.ms)),

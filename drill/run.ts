@@ -143,7 +143,13 @@ async function drill(ctx: Context): Promise<void> {
   requireJob(life, 'the backup job');
   checkBootedThroughGrub(ctx, life.serialLog, 'the original machine');
   const status = readJson(life.result.dir, 'status.json') as { lastSuccess?: { id?: string; size?: number } | null };
-  const backups = readJson(life.result.dir, 'list.json') as unknown[];
+  const backups = readJson(life.result.dir, 'list.json') as Array<{ signature?: string; signedBy?: string }>;
+  const publicKey = readText(life.result.dir, 'public-key.txt');
+  report.check(
+    "the backup is signed by the original's key (made by syn3-backup install)",
+    /^ed25519:[A-Za-z0-9+/]{43}=$/.test(publicKey) && backups[0]?.signature === 'trusted' && backups[0]?.signedBy === publicKey,
+    `${backups[0]?.signature ?? 'not listed'}, by ${backups[0]?.signedBy ?? 'nobody'}; key show: ${publicKey || 'nothing'}`,
+  );
   report.check(
     'syn3-backup tick made a backup and says so',
     Array.isArray(backups) && backups.length === 1 && Boolean(status.lastSuccess?.id),
@@ -157,8 +163,11 @@ async function drill(ctx: Context): Promise<void> {
   report.check('the original disk is gone', !existsSync(original.disk));
 
   // 3. A new disk, a fresh installation, the restore.
+  // The fresh installation's configuration holds only the original's public key, as the papers do.
+  const freshConfig = join(work, 'fresh-config.yaml');
+  writeFileSync(freshConfig, `${CONFIG}trust:\n  public_keys:\n    - "${publicKey}"\n`);
   const replacement = await report.phase(`install a fresh machine on a new ${REPLACEMENT.diskSize} disk`, () =>
-    installMachine(REPLACEMENT, inputs),
+    installMachine(REPLACEMENT, { ...inputs, config: freshConfig }),
   );
   const restore = await runJob(ctx, replacement, 'fresh machine: syn3-backup restore --confirm, reboot', {
     name: 'fresh-install-restore',
@@ -167,6 +176,12 @@ async function drill(ctx: Context): Promise<void> {
     files: { host: HOST },
   });
   requireJob(restore, 'the restore job');
+  const seen = readJson(restore.result.dir, 'list.json') as Array<{ signature?: string; signedBy?: string }>;
+  report.check(
+    'the fresh machine, holding only the public key, trusts the backup',
+    seen[0]?.signature === 'trusted' && seen[0]?.signedBy === publicKey,
+    `${seen[0]?.signature ?? 'not listed'}, by ${seen[0]?.signedBy ?? 'nobody'}`,
+  );
   checkBootedThroughGrub(ctx, restore.serialLog, 'the fresh machine');
   const restoreState = readJson(restore.result.dir, 'status.json') as { restore?: { state?: string } | null };
   report.check(

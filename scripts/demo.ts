@@ -88,6 +88,8 @@ interface Demo extends Machine {
   modules: string;
   /** "The database" that the restore module loads the dump into: a file outside the compared trees. */
   database: string;
+  /** The public key of the sandbox's signing key, as "syn3-backup key init" printed it: the papers' line. */
+  publicKey?: string;
   /** Filled in by the restore drill's sections, in order. */
   drill?: Drill;
 }
@@ -298,12 +300,20 @@ target:
   require_mount: true       # never fill the root disk when the backup disk is missing
   retention:
     keep: 3
+trust:
+  signing_key: ${join(sandbox.dir, 'signing.key')}   # every backup's metadata is signed with it (default /etc/syn3-backup/signing.key)
 `;
   await writeFile(demo.configFile, text);
   out(indent(text));
   const r = await quietCli(demo, ['config', 'check']);
   expectExit('syn3-backup config check', r.exitCode);
   out(`  ✔ syn3-backup config check: ${r.stdout.split('\n')[0]}`);
+  // What "syn3-backup install" does on a real server when there is no key yet.
+  const key = await quietCli(demo, ['key', 'init']);
+  expectExit('syn3-backup key init', key.exitCode);
+  demo.publicKey = key.stdout.split('\n').find((l) => l.startsWith('ed25519:'));
+  out(`  ✔ syn3-backup key init: made ${join(sandbox.dir, 'signing.key')} (0600); its public key, for the papers:`);
+  out(`      ${demo.publicKey}`);
 }
 
 async function firstTick(demo: Demo): Promise<void> {
@@ -514,6 +524,10 @@ restore:
   update_grub: false        # both would rebuild the running system's boot files:
   update_initramfs: false   # this host's real /boot, not the sandbox's
   grub_devices: []          # loop devices have no boot sector; never let it guess a disk of this host
+trust:                      # no signing key of its own yet: only the old machine's public key, from the papers
+  signing_key: ${join(dir, 'new-machine-signing.key')}
+  public_keys:
+    - "${demo.publicKey}"
 `;
   await writeFile(machine.configFile, text);
   out(indent(text));

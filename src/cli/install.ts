@@ -25,7 +25,10 @@ import {
 } from '../install.js';
 import { EXIT, UserError } from '../errors.js';
 import { EXAMPLE_CONFIG } from './config.js';
-import { printJson, type GlobalOptions } from './context.js';
+import { trustSchema } from '../config/trust-config.js';
+import { createSigningKey } from '../signing/keys.js';
+import { configOnly, printJson, type GlobalOptions } from './context.js';
+import { papersSentence } from './key.js';
 
 export interface InstallOptions extends GlobalOptions {
   json?: boolean;
@@ -82,6 +85,10 @@ export async function installCommand(options: InstallOptions): Promise<number> {
     if (command) commands.push(command);
   }
 
+  // The server's signing key: made once, on the real root only (a package built with --prefix must not ship one).
+  const signing = real ? ensureSigningKey(options, dryRun) : undefined;
+  if (signing) commands.push(signing.command);
+
   if (real) {
     const initramfs = await updateInitramfs(dryRun);
     commands.push(initramfs);
@@ -91,9 +98,31 @@ export async function installCommand(options: InstallOptions): Promise<number> {
 
   const report: InstallReport = { prefix, dryRun, scheduler, node, cli, files, commands, warnings };
   if (options.json) printJson(report);
-  else process.stdout.write(humanReport(report));
+  else
+    process.stdout.write(
+      `${humanReport(report)}${signing?.publicKey ? `Made the signing key ${signing.file}. ${papersSentence(signing.publicKey)}` : ''}`,
+    );
   for (const w of warnings) process.stderr.write(`syn3-backup: warning: ${w}\n`);
   return commands.some((c) => c.status === 'failed') ? EXIT.failed : EXIT.ok;
+}
+
+/** Runs "key init" when the configured signing key does not exist yet; an existing key is left as it is. */
+function ensureSigningKey(options: InstallOptions, dryRun: boolean): { command: CommandResult; file: string; publicKey?: string } {
+  const file = signingKeyPath(options);
+  const command = 'syn3-backup key init';
+  if (existsSync(file)) return { command: { command, status: 'skipped', detail: `${file} exists` }, file };
+  if (dryRun) return { command: { command, status: 'would run', detail: file }, file };
+  const publicKey = createSigningKey(file);
+  return { command: { command, status: 'ran', detail: `${file}; public key ${publicKey}` }, file, publicKey };
+}
+
+/** trust.signing_key of the configuration just installed (or kept), or its default when that does not load yet. */
+function signingKeyPath(options: InstallOptions): string {
+  try {
+    return configOnly(options).trust.signing_key;
+  } catch {
+    return trustSchema.parse({}).signing_key;
+  }
 }
 
 function parseScheduler(value: string | undefined): Scheduler {

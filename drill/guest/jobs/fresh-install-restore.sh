@@ -1,6 +1,8 @@
 # The administrator's side of a disaster, on the freshly installed machine
 # (run by drill-agent; $1: results folder): see the backups on the backup disk,
-# then restore the lost host from the newest, confirming with its name.
+# then restore the lost host from the newest, confirming with its name. Its
+# configuration trusts the lost host's public key only (the papers' line);
+# its own signing key, made by its install, signed none of these backups.
 # The program asks for a reboot at the end; drill-agent reboots.
 set -euo pipefail
 out=$1

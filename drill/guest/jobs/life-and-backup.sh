@@ -35,6 +35,8 @@ INSERT INTO orders (customer, amount, at)
 SQL
 db_sum() { su postgres -s /bin/sh -c "psql -At -d shop -c \"SELECT count(*) || ' ' || md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o\""; }
 syn3-backup config check
+# The signing key "syn3-backup install" made: its public key is what the papers keep.
+syn3-backup key show > "$out/public-key.txt"
 syn3-backup --log-format text tick
 syn3-backup status --json > "$out/status.json"
 syn3-backup list --json > "$out/list.json"
