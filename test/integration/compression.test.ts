@@ -28,6 +28,8 @@ function backedUp() {
     const zstdTarget = join(sandbox.dir, 'zstd');
     await mkdir(plainTarget);
     await mkdir(zstdTarget);
+    // paths.modules is written in the config: it must exist (a missing one is refused as a typo).
+    await mkdir(join(sandbox.dir, 'modules'));
     const plain = await writeSandboxConfig(sandbox, {
       file: join(sandbox.dir, 'plain.yaml'),
       target: plainTarget,

@@ -60,6 +60,8 @@ function sandboxFixture(): Promise<Fixture> {
     const target = join(sandbox.dir, 'target');
     const state = join(sandbox.dir, 'state');
     await mkdir(target);
+    // paths.modules is written in the config: it must exist (a missing one is refused as a typo).
+    await mkdir(join(sandbox.dir, 'modules'));
     const config = await writeSandboxConfig(sandbox, { target, state, keep: 5 });
     return { sandbox, config, state, target };
   })();

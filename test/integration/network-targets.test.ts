@@ -5,7 +5,7 @@
  * xfsrestore, as the restore's restoreHome phase does for a target that is
  * not a local file) brings /home back identical.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { restoreHome } from '../../actors/xfsrestore.js';
@@ -87,6 +87,8 @@ async function sandboxOnce(): Promise<Sandbox> {
   if (!sandbox) {
     sandbox = await createSandbox();
     await populateRichTree(join(sandbox.home.mountPoint, 'alice'));
+    // paths.modules is written in the config: it must exist (a missing one is refused as a typo).
+    await mkdir(join(sandbox.dir, 'modules'));
   }
   return sandbox;
 }
