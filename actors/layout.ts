@@ -6,7 +6,7 @@ import type { FsIdentity, SystemLayout } from '../machines/types.js';
 import { UserError } from '../src/errors.js';
 import { mountAt } from '../src/system/mounts.js';
 import { run } from '../src/system/run.js';
-import { readFile, realpath } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 
 export async function readLayout(paths: { root: string; boot: string; home: string }): Promise<SystemLayout> {
@@ -36,6 +36,7 @@ export async function readLayout(paths: { root: string; boot: string; home: stri
     if (p?.LABEL) identity.label = p.LABEL;
     const size = await sizeOf(mount.source);
     if (size) identity.sizeBytes = size;
+    identity.mode = (await stat(roles[role])).mode & 0o7777;
     if (mount.fsType === 'xfs') identity.xfs = parseXfsInfo((await run('xfs_spaceman', ['-c', 'info', roles[role]])).stdout);
     return identity;
   };

@@ -4,9 +4,9 @@
  * system at a time; --delete keeps the copy exact. /boot is synced after / so
  * that the root pass (which excludes boot/*) never deletes the boot copy.
  */
-import { mkdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { ensureTrustedDirectory } from '../src/system/trust.js';
-import { relative, isAbsolute } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { run } from '../src/system/run.js';
 
 export const RSYNC_OPTIONS = ['-aHAXS', '--numeric-ids', '--delete', '--one-file-system'] as const;
@@ -30,6 +30,9 @@ export interface SystemSyncPaths {
 export async function syncSystem(paths: SystemSyncPaths, signal?: AbortSignal): Promise<{ warnings: string[] }> {
   // rsync --delete into a link would empty whatever it points at.
   ensureTrustedDirectory(paths.systemCopy, 'the system copy');
+  // Closed to everyone but root: through it, users could run the copies of setuid programs, or
+  // plant files in its tmp/ for every dump to carry. rsync gives it /'s mode at its end, hence again below.
+  await chmod(paths.systemCopy, 0o700);
   const excludes = [
     ...RUNTIME,
     ...[paths.boot, paths.home, ...paths.alsoExclude].flatMap((p) => underRoot(paths.root, p)),
@@ -38,9 +41,27 @@ export async function syncSystem(paths: SystemSyncPaths, signal?: AbortSignal): 
   ];
   const warnings: string[] = [];
   warnings.push(...(await rsync(withSlash(paths.root), withSlash(paths.systemCopy), excludes, signal)));
+  await chmod(paths.systemCopy, 0o700);
+  await emptyRuntimeDirectories(paths.systemCopy);
   await mkdir(`${paths.systemCopy}/boot`, { recursive: true });
   warnings.push(...(await rsync(withSlash(paths.boot), `${paths.systemCopy}/boot/`, [], signal)));
   return { warnings };
+}
+
+/**
+ * The world-writable runtime directories of the copy hold nothing of /'s (rsync skips their
+ * content), and --delete spares what is excluded: whatever is in them was put there in the copy.
+ */
+const WORLD_WRITABLE_RUNTIME = ['tmp', 'var/tmp'];
+
+async function emptyRuntimeDirectories(copy: string): Promise<void> {
+  for (const rel of WORLD_WRITABLE_RUNTIME) {
+    const dir = join(copy, rel);
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) continue;
+    // rm removes links, never what they point at.
+    for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
+  }
 }
 
 /** rsync's own "some files vanished" (24) is normal on a live system: a warning, not a failure. */

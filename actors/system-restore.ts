@@ -10,7 +10,7 @@
  * post.restore would otherwise leave a machine that stops at "grub rescue>"
  * (found by the QEMU drill). post.restore installs it once more, as the seed does.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
 import type { RestorePlan } from '../machines/restore-types.js';
@@ -23,7 +23,9 @@ import { RSYNC_OPTIONS } from './rsync.js';
 import { run } from '../src/system/run.js';
 import { requireTools } from '../src/system/tools.js';
 
-const NOT_COPIED_BACK = ['/tmp/*', '/run/*', '/proc/*', '/sys/*', '/dev/*', '/home/*'];
+const NOT_COPIED_BACK = ['/tmp/*', '/var/tmp/*', '/run/*', '/proc/*', '/sys/*', '/dev/*', '/home/*'];
+/** What / had before the backup recorded it: the usual mode of a root directory. */
+const DEFAULT_TOP_MODE = 0o755;
 
 export async function restoreSystem(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ restored: string[] }> {
   const work = await mkdtemp(join(tmpdir(), 'syn3-restore-'));
@@ -50,6 +52,8 @@ export async function restoreSystem(config: Config, plan: RestorePlan, log: (m: 
         const excludes = role === 'root' ? [...NOT_COPIED_BACK, '/boot/*', ...lockInCopy(config)] : [];
         log(`copying ${from} to ${role === 'root' ? '/' : '/boot'}`);
         await run('rsync', [...RSYNC_OPTIONS, ...excludes.map((e) => `--exclude=${e}`), from, `${mnt}/`]);
+        // The copy's top is 0700; / and /boot get back the mode they had at the backup.
+        await chmod(mnt, recorded.mode ?? DEFAULT_TOP_MODE);
         if (role === 'boot') await installBootCode(plan.grubDisks, mnt, log);
       } finally {
         await unmount(mnt);

@@ -203,15 +203,27 @@ export const restoreMachine = setup({
       tags: [TAGS.resting, TAGS.inProgress, TAGS.failed],
       on: {
         RESUME: [
-          { guard: { type: 'failedAt', params: { phases: ['preflight'], initrd: false } }, target: 'running.preflight', actions: 'clearFailure' },
-          { guard: { type: 'failedAt', params: { phases: ['stopServices'], initrd: false } }, target: 'running.stopServices', actions: 'clearFailure' },
+          {
+            guard: { type: 'failedAt', params: { phases: ['preflight'], initrd: false } },
+            target: 'running.preflight',
+            actions: 'clearFailure',
+          },
+          {
+            guard: { type: 'failedAt', params: { phases: ['stopServices'], initrd: false } },
+            target: 'running.stopServices',
+            actions: 'clearFailure',
+          },
           // An interrupted format or restore of /home starts again from an empty file system.
           {
             guard: { type: 'failedAt', params: { phases: ['formatHome', 'restoreHome'], initrd: false } },
             target: 'running.formatHome',
             actions: 'clearFailure',
           },
-          { guard: { type: 'failedAt', params: { phases: ['markers'], initrd: false } }, target: 'running.markers', actions: 'clearFailure' },
+          {
+            guard: { type: 'failedAt', params: { phases: ['markers'], initrd: false } },
+            target: 'running.markers',
+            actions: 'clearFailure',
+          },
           { guard: { type: 'failedAt', params: { phases: ['initrd'], initrd: true } }, target: 'initrd', actions: 'clearFailure' },
           { guard: { type: 'failedAt', params: { phases: ['grub'], initrd: false } }, target: 'postRestore.grub', actions: 'clearFailure' },
           {

@@ -8,6 +8,8 @@ export interface FsIdentity {
   uuid?: string;
   label?: string;
   sizeBytes?: number;
+  /** The permission bits of the file system's top directory: the restore puts them back (the system copy's own top is 0700). */
+  mode?: number;
   /** xfs_info's geometry, for XFS: what mkfs.xfs needs to rebuild it alike. */
   xfs?: Record<string, number>;
 }

@@ -33,6 +33,7 @@ import { readCrashNotes, type CrashNote } from '../support/crash.js';
 import { CrashCounts } from '../support/crash-counts.js';
 import { populateBootTree, populateRichTree, populateSystemTree } from '../support/rich-tree.js';
 import { createSandbox, destroyAll, type Sandbox } from '../support/sandbox.js';
+import { ensureSigningKey } from '../support/cli.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const CLI = join(REPO, 'dist/bin/syn3-backup.mjs');
@@ -106,6 +107,8 @@ beforeAll(async () => {
   crashLog = join(sb.dir, 'crash-notes.jsonl');
   await mkdir(target);
   config = join(sb.dir, 'config.yaml');
+  const signingKey = join(sb.dir, 'signing.key');
+  ensureSigningKey(signingKey);
   await writeFile(
     config,
     stringify({
@@ -115,6 +118,7 @@ beforeAll(async () => {
       paths: { root: sb.root.mountPoint, boot: sb.boot.mountPoint, home: sb.home.mountPoint, state, modules },
       // A directory in the sandbox, not a mounted disk.
       target: { type: 'file', path: target, require_mount: false, retention: { keep: KEEP } },
+      trust: { signing_key: signingKey },
     }),
   );
   for (let i = 0; i < KEEP; i++) {

@@ -117,7 +117,7 @@ describe('syn3-backup tick on a sandbox with XFS root, boot and home', () => {
   );
 
   it(
-    'copies root into home/.syn3systembackup exactly, keeping proc, sys, dev, run and tmp as empty directories',
+    'copies root into home/.syn3systembackup exactly, keeping proc, sys, dev, run and tmp as empty directories, its top closed (0700)',
     async () => {
       const { sandbox } = await fixture();
       const root = sandbox.root.mountPoint;
@@ -128,7 +128,11 @@ describe('syn3-backup tick on a sandbox with XFS root, boot and home', () => {
       expect(runtimeContent.length).toBeGreaterThan(0); // the sandbox's root has junk there to leave behind
       const rootTree = await snapshotTree(root, { exclude: ['boot', ...runtimeContent] });
       const copyTree = await snapshotTree(copy, { exclude: ['boot'] });
-      expect(diffTrees(rootTree, copyTree)).toEqual([]);
+      // The copy's top alone differs from /: it is root's only, and the restore puts /'s mode back.
+      expect(diffTrees(rootTree, copyTree)).toEqual([
+        `".": mode 0${((await stat(root)).mode & 0o7777).toString(8).padStart(4, '0')} != 00700`,
+      ]);
+      expect((await stat(copy)).mode & 0o7777).toBe(0o700);
       for (const dir of SYSTEM_VOLATILE_DIRS) {
         expect((await stat(join(copy, dir))).isDirectory()).toBe(true);
         expect(await readdir(join(copy, dir)), `${SYSTEM_COPY}/${dir}`).toEqual([]);

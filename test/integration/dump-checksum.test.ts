@@ -49,31 +49,43 @@ afterAll(async () => {
 });
 
 describe('the dump to a local file target', () => {
-  it("records the checksum of the file's bytes, computed independently afterwards", async () => {
-    const { dump, file } = await fixture();
-    expect(dump.bytes).toBe((await stat(file)).size);
-    expect(dump.bytes).toBeGreaterThan(100_000);
-    expect(dump.sha256).toBe(await sha256Of(file));
-  }, TIMEOUT);
+  it(
+    "records the checksum of the file's bytes, computed independently afterwards",
+    async () => {
+      const { dump, file } = await fixture();
+      expect(dump.bytes).toBe((await stat(file)).size);
+      expect(dump.bytes).toBeGreaterThan(100_000);
+      expect(dump.sha256).toBe(await sha256Of(file));
+    },
+    TIMEOUT,
+  );
 
-  it('passes verification when the file is read back unchanged', async () => {
-    const { dump, target } = await fixture();
-    const verified = await verifyStream(() => target.openPending('h-1'), dump, target.description);
-    expect(verified).toMatchObject({ bytes: dump.bytes, sha256: dump.sha256 });
-    expect(verified.entries).toBeGreaterThan(10);
-  }, TIMEOUT);
+  it(
+    'passes verification when the file is read back unchanged',
+    async () => {
+      const { dump, target } = await fixture();
+      const verified = await verifyStream(() => target.openPending('h-1'), dump, target.description);
+      expect(verified).toMatchObject({ bytes: dump.bytes, sha256: dump.sha256 });
+      expect(verified.entries).toBeGreaterThan(10);
+    },
+    TIMEOUT,
+  );
 
-  it('fails verification when a byte of the file changed between the write and the read-back', async () => {
-    const { dump, target, file } = await fixture();
-    // Flip a byte deep in the data, where xfsrestore -t alone would not look.
-    const handle = await open(file, 'r+');
-    const at = Math.floor(dump.bytes * 0.9);
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, at);
-    await handle.write(Buffer.from([byte[0]! ^ 0xff]), 0, 1, at);
-    await handle.close();
-    await expect(verifyStream(() => target.openPending('h-1'), dump, target.description)).rejects.toThrow(
-      /differs from what was written/,
-    );
-  }, TIMEOUT);
+  it(
+    'fails verification when a byte of the file changed between the write and the read-back',
+    async () => {
+      const { dump, target, file } = await fixture();
+      // Flip a byte deep in the data, where xfsrestore -t alone would not look.
+      const handle = await open(file, 'r+');
+      const at = Math.floor(dump.bytes * 0.9);
+      const byte = Buffer.alloc(1);
+      await handle.read(byte, 0, 1, at);
+      await handle.write(Buffer.from([byte[0]! ^ 0xff]), 0, 1, at);
+      await handle.close();
+      await expect(verifyStream(() => target.openPending('h-1'), dump, target.description)).rejects.toThrow(
+        /differs from what was written/,
+      );
+    },
+    TIMEOUT,
+  );
 });

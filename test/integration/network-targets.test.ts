@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { restoreHome } from '../../actors/xfsrestore.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createTarget } from '../../src/targets/index.js';
-import { listBackups, runCli, SANDBOX_HOST } from '../support/cli.js';
+import { ensureSigningKey, listBackups, runCli, SANDBOX_HOST } from '../support/cli.js';
 import { populateRichTree } from '../support/rich-tree.js';
 import { createSandbox, createXfsVolume, destroyAll, type Sandbox } from '../support/sandbox.js';
 import { startFtpServer } from '../support/servers/ftp.js';
@@ -103,6 +103,8 @@ for (const [type, start] of Object.entries(SERVERS)) {
         const server = await start();
         stops.push(server.stop);
         const config = join(sb.dir, `${type}.yaml`);
+        const signingKey = join(sb.dir, 'signing.key');
+        ensureSigningKey(signingKey);
         const yaml = [
           `host: ${SANDBOX_HOST}`,
           'schedule:',
@@ -115,6 +117,8 @@ for (const [type, start] of Object.entries(SERVERS)) {
           `  modules: ${join(sb.dir, 'modules')}`,
           'target:',
           ...server.target.map((l) => `  ${l}`),
+          'trust:',
+          `  signing_key: ${signingKey}`,
         ];
         await writeFile(config, `${yaml.join('\n')}\n`);
         const r = await runCli(config, ['backup']);

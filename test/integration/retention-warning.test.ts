@@ -95,7 +95,7 @@ describe('a retention that cannot remove an old backup', () => {
       const { first, afterBlocked } = await story();
       expect(afterBlocked.status.retentionWarning).toMatchObject({ id: afterBlocked.status.lastSuccess!.id });
       // Node reports the unlink refused by the immutable flag as ENOTDIR (it then tries it as a directory).
-    expect(afterBlocked.status.retentionWarning!.reason).toContain(`${first.id}/meta.json`);
+      expect(afterBlocked.status.retentionWarning!.reason).toContain(`${first.id}/meta.json`);
       expect(afterBlocked.human).toMatch(/^warning: +retention after backup \S+ failed/m);
     },
     TIMEOUT,

@@ -5,7 +5,7 @@
 // it, while nothing outside the sandbox changes and the last good backup
 // stays listed and intact. Real XFS sandbox, the real CLI.
 import { createHash } from 'node:crypto';
-import { readdir, mkdir, readFile, rm, symlink, writeFile, chmod, chown } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -192,6 +192,71 @@ describe('the trust rule, against an unprivileged user', () => {
         await expectRefusedSafely(f, r, f.state, /the state directory \(paths\.state\) is owned by uid 65534/);
       } finally {
         await chown(f.state, 0, 0);
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'keeps the system copy closed to everyone but root (0700), so nobody can reach its setuid copies or its tmp',
+    async () => {
+      const f = await fixture();
+      const copy = join(f.sandbox.home.mountPoint, '.syn3systembackup');
+      const made = await runCli(f.config, ['backup']);
+      expect(made.exitCode, made.stderr).toBe(0);
+      expect((await stat(copy)).mode & 0o7777).toBe(0o700);
+      await chmod(f.sandbox.dir, 0o711);
+      try {
+        await expect(asNobody('ls', [copy])).rejects.toThrow(/Permission denied/);
+      } finally {
+        await chmod(f.sandbox.dir, 0o700);
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "empties the copy's tmp and var/tmp of what was planted there, so no dump carries it",
+    async () => {
+      const f = await fixture();
+      const copy = join(f.sandbox.home.mountPoint, '.syn3systembackup');
+      await mkdir(join(f.sandbox.root.mountPoint, 'etc'), { recursive: true });
+      await writeFile(join(f.sandbox.root.mountPoint, 'etc', 'hostname'), 'sandbox-host\n');
+      // What a user could leave there while the copy's top was 0755 (tmp itself is 1777).
+      for (const dir of ['tmp', 'var/tmp']) {
+        await mkdir(join(copy, dir), { recursive: true });
+        await writeFile(join(copy, dir, 'planted'), 'comes back on every restore\n');
+      }
+      const made = await runCli(f.config, ['backup']);
+      expect(made.exitCode, made.stderr).toBe(0);
+      for (const dir of ['tmp', 'var/tmp']) await expect(stat(join(copy, dir, 'planted'))).rejects.toThrow(/ENOENT/);
+      const newest = (await listBackups(f.config)).at(-1)!;
+      const toc = await execa('xfsrestore', ['-t', '-J', '-f', newest.location], { cwd: f.sandbox.dir });
+      expect(toc.stdout).not.toContain('planted');
+      // The check is only as good as what it saw: the dump does list the copy's files.
+      expect(toc.stdout).toContain('.syn3systembackup/etc/hostname');
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'runs no .restore module on a system that is not in a restore, however many spool markers lie about',
+    async () => {
+      const f = await fixture();
+      const spool = join(f.sandbox.home.mountPoint, 'system', 'spool');
+      const proof = join(f.sandbox.dir, 'restore-module-ran');
+      const module = join(f.modules, '10-db.restore');
+      await mkdir(spool, { recursive: true, mode: 0o700 });
+      await writeFile(join(spool, '.syn3restorespool'), '');
+      await writeFile(module, `#!/bin/sh\ntouch ${proof}\n`, { mode: 0o755 });
+      try {
+        const r = await runCli(f.config, ['resume']);
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/nothing to resume/i);
+        await expect(readFile(proof)).rejects.toThrow(/ENOENT/);
+      } finally {
+        await rm(module, { force: true });
+        await rm(join(spool, '.syn3restorespool'), { force: true });
       }
     },
     TIMEOUT,

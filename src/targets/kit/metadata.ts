@@ -36,6 +36,7 @@ const fsIdentitySchema = z.strictObject({
     .regex(LABEL_SYNTAX, 'must be a plain label: at most 16 characters, no control characters, not starting with - or a blank')
     .optional(),
   sizeBytes: nonNegativeInteger.optional(),
+  mode: z.number().int().min(0).max(0o7777).optional(),
   xfs: z.record(z.string().regex(/^[a-z0-9_.]{1,64}$/, 'must be an xfs_info field name'), nonNegativeInteger).optional(),
 }) satisfies z.ZodType<FsIdentity>;
 
