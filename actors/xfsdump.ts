@@ -1,8 +1,8 @@
 /**
  * The seed's step 5: a level-0 xfsdump of /home to the target, with no
- * staging copy. A local file target gets xfsdump's output through tee,
- * which hands a copy to openssl for the checksum (no copy through Node,
- * which cost more than xfsdump itself); the file is fsynced before the step
+ * staging copy. A local file target gets xfsdump's output directly (no copy
+ * through Node, which cost more than xfsdump itself), while tail follows the
+ * file into openssl for the checksum; the file is fsynced before the step
  * counts, and its length must be what xfsdump says it wrote. The verify
  * step then reads it back against that checksum. Other targets get a
  * stream, counted and hashed on the way.
@@ -16,8 +16,8 @@ import type { Target } from '../src/targets/target.js';
 import { UserError } from '../src/errors.js';
 import { Measure } from '../src/system/streams.js';
 import { compressing, ZSTD_COMPRESS, type Compression } from '../src/system/compression.js';
-import { SHA256_OF_STDIN, sha256FromDgst, TEE_TO_FD3 } from '../src/system/hash-while-writing.js';
-import { finish, runChain, start, type Command } from '../src/system/run.js';
+import { followWhileWritten, SHA256_OF_STDIN, sha256FromDgst } from '../src/system/hash-while-writing.js';
+import { finish, runChain, start, startChain, type Command } from '../src/system/run.js';
 
 export interface DumpRequest {
   home: string;
@@ -52,17 +52,24 @@ async function dumpToFile(r: DumpRequest, localWrite: NonNullable<Target['localW
   const args = xfsdumpArgs(r);
   const fd = openSync(file, 'w', 0o600);
   const compression = r.compression ?? 'none';
-  const packed: Command[] = [['xfsdump', args], ...(compression === 'zstd' ? [ZSTD_COMPRESS] : [])];
-  // The checksum of what was written, taken on its way to the disk: the read-back must match it.
-  const chain: Command[] = [...packed, TEE_TO_FD3, SHA256_OF_STDIN];
+  const chain: Command[] = [['xfsdump', args], ...(compression === 'zstd' ? [ZSTD_COMPRESS] : [])];
+  const options = r.signal ? { signal: r.signal } : {};
   try {
-    const result = await runChain(chain, {
-      output: 'capture',
-      fd3: { link: packed.length, fd },
-      ...(r.signal ? { signal: r.signal } : {}),
-    });
-    const stderr = result.stderr[0] ?? '';
-    const sha256 = sha256FromDgst(result.stdout);
+    const dumping = startChain(chain, { output: fd, ...options });
+    // The checksum of what was written, taken as it is written: the read-back must match it.
+    const writer = dumping.pids.at(-1);
+    // A program that did not start has no pid, and tail --pid=0 would wait forever: its own error says why.
+    if (!writer)
+      throw await dumping.done.then(
+        () => new Error('the dump did not start'),
+        (e: unknown) => e,
+      );
+    const hashing = runChain([followWhileWritten(file, writer), SHA256_OF_STDIN], { output: 'capture', ...options });
+    const [dumped, hashed] = await Promise.allSettled([dumping.done, hashing]);
+    if (dumped.status === 'rejected') throw dumped.reason;
+    if (hashed.status === 'rejected') throw hashed.reason;
+    const stderr = dumped.value.stderr[0] ?? '';
+    const sha256 = sha256FromDgst(hashed.value.stdout);
     fsyncSync(fd);
     const bytes = fstatSync(fd).size;
     const said = mediaFileSize(stderr);

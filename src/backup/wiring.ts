@@ -56,8 +56,8 @@ export function backupSteps(d: BackupDeps): BackupSteps {
   return {
     checkReady: async () => {
       const { requireTools } = await import('../system/tools.js');
-      // tee and openssl: a local file target's dump is hashed on its way to the disk.
-      await requireTools(['rsync', 'xfsdump', 'xfsrestore', 'blkid', 'xfs_info', ...(target.localWrite ? ['tee', 'openssl'] : [])]);
+      // tail and openssl: a local file target's dump is hashed as it is written.
+      await requireTools(['rsync', 'xfsdump', 'xfsrestore', 'blkid', 'xfs_info', ...(target.localWrite ? ['tail', 'openssl'] : [])]);
       const home = mountAt(paths.home);
       if (home?.fsType !== 'xfs') {
         throw new UserError(

@@ -1,13 +1,21 @@
 /**
- * Taking a stream's checksum while it is written to a file, with no copy
- * through this process: `tee /dev/fd/3` writes the file it was handed as an
- * open descriptor (so no name is followed) and passes the bytes on to
- * `openssl dgst`, which hashes them with the CPU's SHA instructions (about
- * three times coreutils' sha256sum here).
+ * Taking a dump file's checksum while it is written, with no copy through
+ * this process and nothing added to the writer's path: `tail -f` follows the
+ * file from its first byte as the writer fills it, until the writer's
+ * process ends (--pid), and `openssl dgst` hashes what it passes on with the
+ * CPU's SHA instructions (about three times coreutils' sha256sum here).
+ * Measured against `tee` in the writer's pipe, which copies 8 KiB at a time:
+ * tee doubled the dump's time, the follower costs nothing on a second core.
  */
 import type { Command } from './run.js';
 
-export const TEE_TO_FD3: Command = ['tee', ['/dev/fd/3']];
+/** How often tail looks whether the writer has ended: the delay it adds after the last byte. */
+const POLL_SECONDS = '0.05';
+
+export function followWhileWritten(file: string, writerPid: number): Command {
+  return ['tail', ['-c', '+1', '-s', POLL_SECONDS, '-f', `--pid=${writerPid}`, file]];
+}
+
 export const SHA256_OF_STDIN: Command = ['openssl', ['dgst', '-sha256', '-r']];
 
 /** "<64 hex> *stdin": the digest openssl printed, or an error naming what it said. */

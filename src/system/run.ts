@@ -22,7 +22,7 @@ const PACKAGE_OF: Record<string, string> = {
   mt: 'mt-st',
   zstd: 'zstd',
   'grub-install': 'grub-pc',
-  tee: 'coreutils',
+  tail: 'coreutils',
   openssl: 'openssl',
 };
 
@@ -72,8 +72,6 @@ export type Command = readonly [cmd: string, args: readonly string[]];
 export interface ChainOptions extends RunOptions {
   /** Where the last program writes: an open descriptor, or a pipe this process reads to the end (small outputs only). */
   output: number | 'capture';
-  /** An open descriptor one link gets as its fd 3 (tee /dev/fd/3 writes the file it was handed, by no name). */
-  fd3?: { link: number; fd: number };
 }
 
 export interface ChainResult {
@@ -84,12 +82,17 @@ export interface ChainResult {
 }
 
 /**
- * Runs a chain of programs (xfsdump | zstd | tee /dev/fd/3 | openssl dgst):
- * each one's stdout is handed to the next as its stdin, so the data never
- * passes through this process. (execa only passes the standard streams
- * through like this, hence node's own spawn.)
+ * Runs a chain of programs (xfsdump | zstd > file): each one's stdout is
+ * handed to the next as its stdin, so the data never passes through this
+ * process. (execa only passes the standard streams through like this, hence
+ * node's own spawn.)
  */
 export async function runChain(chain: readonly Command[], options: ChainOptions): Promise<ChainResult> {
+  return startChain(chain, options).done;
+}
+
+/** runChain, started: the programs' pids are known at once (a follower waits for the last one). */
+export function startChain(chain: readonly Command[], options: ChainOptions): { pids: number[]; done: Promise<ChainResult> } {
   const children: ChildProcess[] = [];
   for (const [i, [cmd, args]] of chain.entries()) {
     const input = i === 0 ? 'ignore' : children[i - 1]!.stdout!;
@@ -97,7 +100,7 @@ export async function runChain(chain: readonly Command[], options: ChainOptions)
     const output = last && options.output !== 'capture' ? options.output : 'pipe';
     children.push(
       spawn(cmd, args, {
-        stdio: [input, output, 'pipe', ...(options.fd3?.link === i ? [options.fd3.fd] : [])],
+        stdio: [input, output, 'pipe'],
         env: { ...process.env, LC_ALL: 'C', ...options.env },
         ...(options.cwd ? { cwd: options.cwd } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
@@ -107,6 +110,10 @@ export async function runChain(chain: readonly Command[], options: ChainOptions)
     // the previous program's 'close' would wait for it forever.
     if (i > 0) children[i - 1]!.stdout!.destroy();
   }
+  return { pids: children.map((c) => c.pid ?? 0), done: awaitChain(chain, children, options) };
+}
+
+async function awaitChain(chain: readonly Command[], children: ChildProcess[], options: ChainOptions): Promise<ChainResult> {
   let stdout = '';
   if (options.output === 'capture') {
     children

@@ -14,73 +14,24 @@ import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { installPlan } from '../../src/install.js';
 import { UserError } from '../../src/errors.js';
-import {
-  CLI,
-  listBackups,
-  looksLikeStackTrace,
-  REPO_ROOT,
-  runCli,
-  sha256File,
-  writeSandboxConfig,
-  type CliResult,
-  type ListedBackup,
-} from '../support/cli.js';
-import { createSandbox, createXfsVolume, destroyAll, type Sandbox } from '../support/sandbox.js';
+import { CLI, REPO_ROOT, runCli, writeSandboxConfig } from '../support/cli.js';
+import { asNobody, attackSandbox, expectEarlierIntact, expectOneParagraph, NOBODY, type AttackSandbox } from '../support/attack.js';
+import { createXfsVolume, destroyAll } from '../support/sandbox.js';
 
 const TIMEOUT = 180_000;
-const NOBODY = 65534;
 const EXIT_CONFIG = 3;
 const EXIT_STATE = 4;
 const EXIT_TARGET = 5;
 
-interface Fixture {
-  sandbox: Sandbox;
-  config: string;
-  target: string;
-  modules: string;
-  earlier: ListedBackup;
-  earlierSha: string;
-}
+type Fixture = AttackSandbox;
 
 let pending: Promise<Fixture> | undefined;
-function fixture(): Promise<Fixture> {
-  pending ??= (async () => {
-    const sandbox = await createSandbox();
-    await mkdir(join(sandbox.home.mountPoint, 'alice'));
-    await writeFile(join(sandbox.home.mountPoint, 'alice', 'notes.txt'), 'remember the milk\n');
-    const target = join(sandbox.dir, 'target');
-    const modules = join(sandbox.dir, 'modules');
-    await mkdir(target);
-    await mkdir(modules);
-    const config = await writeSandboxConfig(sandbox, { target, modules, keep: 50 });
-    const made = await runCli(config, ['backup']);
-    if (made.exitCode !== 0) throw new Error(`the first backup failed: ${made.stderr}`);
-    const [earlier] = await listBackups(config);
-    return { sandbox, config, target, modules, earlier: earlier!, earlierSha: await sha256File(earlier!.location) };
-  })();
-  return pending;
-}
+const fixture = () => (pending ??= attackSandbox());
 
 afterAll(async () => {
   await (await pending?.catch(() => undefined))?.sandbox.cleanup();
   await destroyAll();
 });
-
-async function asNobody(cmd: string, args: string[]): Promise<void> {
-  await execa('runuser', ['-u', 'nobody', '--', cmd, ...args]);
-}
-
-function expectOneParagraph(r: CliResult, exitCode: number): void {
-  expect(r.exitCode, r.stderr).toBe(exitCode);
-  expect(looksLikeStackTrace(r.stderr), r.stderr).toBe(false);
-  expect(r.stderr).not.toMatch(/internal error/i);
-}
-
-async function expectEarlierIntact(f: Fixture): Promise<void> {
-  const listed = await listBackups(f.config);
-  expect(listed[0]).toEqual(f.earlier);
-  expect(await sha256File(f.earlier.location)).toBe(f.earlierSha);
-}
 
 /** A directory outside the target with a file in it, owned by nobody: what the planted link names. */
 async function victim(f: Fixture, name: string): Promise<string> {

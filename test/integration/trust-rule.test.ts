@@ -9,70 +9,27 @@ import { chmod, chown, mkdir, readdir, readFile, rm, stat, symlink, writeFile } 
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  listBackups,
-  looksLikeStackTrace,
-  runCli,
-  sha256File,
-  writeSandboxConfig,
-  type CliResult,
-  type ListedBackup,
-} from '../support/cli.js';
-import { createSandbox, destroyAll, type Sandbox } from '../support/sandbox.js';
+import { asNobody, attackSandbox, expectEarlierIntact, expectOneParagraph, NOBODY, type AttackSandbox } from '../support/attack.js';
+import { listBackups, runCli, type CliResult } from '../support/cli.js';
+import { destroyAll } from '../support/sandbox.js';
 
 const TIMEOUT = 180_000;
-const NOBODY = 65534;
 const EXIT_TRUST = 3;
 
-interface Fixture {
-  sandbox: Sandbox;
-  config: string;
-  target: string;
-  modules: string;
-  state: string;
-  earlier: ListedBackup;
-  earlierSha: string;
-}
-
-let pending: Promise<Fixture> | undefined;
-function fixture(): Promise<Fixture> {
-  pending ??= (async () => {
-    const sandbox = await createSandbox();
-    await mkdir(join(sandbox.home.mountPoint, 'alice'));
-    await writeFile(join(sandbox.home.mountPoint, 'alice', 'notes.txt'), 'remember the milk\n');
-    const target = join(sandbox.dir, 'target');
-    const modules = join(sandbox.dir, 'modules');
-    const state = join(sandbox.dir, 'state');
-    await mkdir(target);
-    await mkdir(modules);
-    const config = await writeSandboxConfig(sandbox, { target, modules, state, keep: 50 });
-    const made = await runCli(config, ['backup']);
-    if (made.exitCode !== 0) throw new Error(`the first backup failed: ${made.stderr}`);
-    const [earlier] = await listBackups(config);
-    return { sandbox, config, target, modules, state, earlier: earlier!, earlierSha: await sha256File(earlier!.location) };
-  })();
-  return pending;
-}
+let pending: Promise<AttackSandbox> | undefined;
+const fixture = () => (pending ??= attackSandbox());
 
 afterAll(async () => {
   await (await pending?.catch(() => undefined))?.sandbox.cleanup();
   await destroyAll();
 });
 
-/** Runs a command as the unprivileged user, as the attacker would. */
-async function asNobody(cmd: string, args: string[]): Promise<void> {
-  await execa('runuser', ['-u', 'nobody', '--', cmd, ...args]);
-}
-
-async function expectRefusedSafely(f: Fixture, r: CliResult, path: string, found: RegExp): Promise<void> {
-  expect(r.exitCode, r.stderr).toBe(EXIT_TRUST);
-  expect(looksLikeStackTrace(r.stderr)).toBe(false);
+async function expectRefusedSafely(f: AttackSandbox, r: CliResult, path: string, found: RegExp): Promise<void> {
+  expectOneParagraph(r, EXIT_TRUST);
   expect(r.stderr).toContain(path);
   expect(r.stderr).toMatch(found);
   expect(r.stderr).toMatch(/Fix it with: (chown|chmod|rm|mv) /);
-  const listed = await listBackups(f.config);
-  expect(listed[0]).toEqual(f.earlier);
-  expect(await sha256File(f.earlier.location)).toBe(f.earlierSha);
+  await expectEarlierIntact(f);
 }
 
 async function treeHash(dir: string): Promise<string> {
