@@ -8,6 +8,7 @@
  */
 import { assign, fromPromise, setup } from 'xstate';
 import { isDue, backoffAfter, type Schedule } from './schedule.js';
+import { namesOf, stepOfActor } from './step-table.js';
 import { TAGS } from './tags.js';
 import { failureOf, type BackupEntry, type DumpResult, type HistoryEntry, type SystemLayout } from './types.js';
 
@@ -81,12 +82,9 @@ export const BACKUP_STEPS = {
 } as const;
 export type BackupStep = keyof typeof BACKUP_STEPS;
 export type BackupActorName = (typeof BACKUP_STEPS)[BackupStep];
-export const BACKUP_STEP_NAMES = Object.keys(BACKUP_STEPS) as BackupStep[];
+export const BACKUP_STEP_NAMES = namesOf(BACKUP_STEPS);
 /** The step an actor does: the inverse of BACKUP_STEPS. */
-export const STEP_OF_BACKUP_ACTOR = Object.fromEntries(Object.entries(BACKUP_STEPS).map(([step, actor]) => [actor, step])) as Record<
-  BackupActorName,
-  BackupStep
->;
+export const STEP_OF_BACKUP_ACTOR = stepOfActor(BACKUP_STEPS);
 
 /** Stand-ins that the runner replaces with the real actors (machine.provide). */
 function notProvided<O, I>(name: string) {

@@ -9,6 +9,7 @@
  * Pure: time and ids come in events.
  */
 import { assign, fromPromise, setup } from 'xstate';
+import { namesOf, stepOfActor } from './step-table.js';
 import { TAGS } from './tags.js';
 import { failureOf } from './types.js';
 import type { RestorePlan } from './restore-types.js';
@@ -33,11 +34,9 @@ export const RESTORE_PHASE_ACTORS = {
 } as const;
 export type RestorePhase = keyof typeof RESTORE_PHASE_ACTORS;
 export type RestoreActorName = (typeof RESTORE_PHASE_ACTORS)[RestorePhase];
-export const RESTORE_PHASES = Object.keys(RESTORE_PHASE_ACTORS) as RestorePhase[];
+export const RESTORE_PHASES = namesOf(RESTORE_PHASE_ACTORS);
 /** The phase an actor does: the inverse of RESTORE_PHASE_ACTORS. */
-export const PHASE_OF_RESTORE_ACTOR = Object.fromEntries(
-  Object.entries(RESTORE_PHASE_ACTORS).map(([phase, actor]) => [actor, phase]),
-) as Record<RestoreActorName, RestorePhase>;
+export const PHASE_OF_RESTORE_ACTOR = stepOfActor(RESTORE_PHASE_ACTORS);
 
 /** Where the restore rests between processes: a new command or boot hook takes it on from here. */
 export const RESTORE_RESTING_STATES = ['idle', 'awaitingReboot', 'awaitingFirstBoot', 'done', 'failed'] as const;
