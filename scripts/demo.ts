@@ -46,7 +46,15 @@ import {
   type Sandbox,
   type XfsVolume,
 } from '../test/support/sandbox.js';
-import { diffTrees, snapshotTree, XFSRESTORE_LOSSES, type DiffOptions, type Entry, type Snapshot } from '../test/support/tree-compare.js';
+import {
+  diffTrees,
+  ROOT_KEY,
+  snapshotTree,
+  XFSRESTORE_LOSSES,
+  type DiffOptions,
+  type Entry,
+  type Snapshot,
+} from '../test/support/tree-compare.js';
 
 const CLI = fileURLToPath(new URL('../bin/syn3-backup.mjs', import.meta.url));
 const HOST = 'demo-host';
@@ -392,11 +400,16 @@ async function proveSystemCopy(demo: Demo): Promise<void> {
   const runtime = (await Promise.all(SYSTEM_VOLATILE_DIRS.map(async (d) => (await readdir(join(root, d))).map((n) => `${d}/${n}`)))).flat();
   out(`  <home>/${SYSTEM_COPY} against / (without the content of ${SYSTEM_VOLATILE_DIRS.join(', ')}: ${runtime.length} entries of`);
   out('  runtime junk that must not be copied) and <home>/.syn3systembackup/boot against /boot:');
-  expectIdentical(
-    '/ vs the system copy',
+  // The copy's own top differs from / on purpose: it is root's only (0700); the restore gives / its mode back.
+  const [rootTree, copyTree] = [
     await snapshotTree(root, { exclude: ['boot', ...runtime] }),
     await snapshotTree(copy, { exclude: ['boot'] }),
-  );
+  ];
+  const copyMode = (copyTree.get(ROOT_KEY)?.mode ?? 0) & 0o7777;
+  if (copyMode !== 0o700) throw new DemoFailure(`the system copy's top directory has mode 0${copyMode.toString(8)}, not 0700`);
+  for (const tree of [rootTree, copyTree]) tree.delete(ROOT_KEY);
+  expectIdentical('/ vs the system copy, below its top', rootTree, copyTree);
+  out('  ✔ the system copy itself is 0700: no one but root reaches its copies of setuid programs');
   expectIdentical(
     "/boot vs the system copy's boot",
     await snapshotTree(demo.sandbox.boot.mountPoint),
