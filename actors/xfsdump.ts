@@ -27,13 +27,27 @@ export interface DumpRequest {
   target: Target;
   /** Default none. */
   compression?: Compression;
+  /** xfsdump -t: the dump's time is this file's mtime (a snapshot's dump is of the moment it was taken). */
+  dumpTimeFile?: string;
   onProgress?: (bytes: number) => void;
   signal?: AbortSignal;
 }
 
 /** With no file, xfsdump writes the dump to stdout ("-" stands alone, not after -f). */
-export function xfsdumpArgs(r: Pick<DumpRequest, 'home' | 'sessionLabel' | 'mediaLabel'>, file?: string): string[] {
-  return ['-l', '0', '-J', '-F', '-L', r.sessionLabel, '-M', r.mediaLabel, ...(file ? ['-f', file] : ['-']), r.home];
+export function xfsdumpArgs(r: Pick<DumpRequest, 'home' | 'sessionLabel' | 'mediaLabel' | 'dumpTimeFile'>, file?: string): string[] {
+  return [
+    '-l',
+    '0',
+    '-J',
+    '-F',
+    ...(r.dumpTimeFile ? ['-t', r.dumpTimeFile] : []),
+    '-L',
+    r.sessionLabel,
+    '-M',
+    r.mediaLabel,
+    ...(file ? ['-f', file] : ['-']),
+    r.home,
+  ];
 }
 
 /** "xfsdump: media file size 5268016 bytes": what xfsdump wrote, by its own count. */

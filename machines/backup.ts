@@ -1,8 +1,9 @@
 /**
  * The backup, as the seed has it: every hour a TICK; the program decides
  * whether a backup is due; after a preflight check, / and /boot are rsynced
- * into the system copy and their file systems' identity is recorded; the spool modules dump their data; /home is
- * xfsdumped to the target; then, as this project adds, the dump is read back
+ * into the system copy and their file systems' identity is recorded; the spool modules dump their data; in
+ * snapshot mode the databases are briefly frozen and an LVM snapshot of /home is taken; /home (or its
+ * snapshot) is xfsdumped to the target; then, as this project adds, the dump is read back
  * and verified, published, and only then are old generations removed.
  * Pure: time and ids come in events.
  */
@@ -10,15 +11,20 @@ import { assign, fromPromise, setup } from 'xstate';
 import { isDue, backoffAfter, type Schedule } from './schedule.js';
 import { namesOf, stepOfActor } from './step-table.js';
 import { TAGS } from './tags.js';
-import { failureOf, type BackupEntry, type DumpResult, type HistoryEntry, type SystemLayout } from './types.js';
+import { failureOf, type BackupEntry, type DumpResult, type HistoryEntry, type SnapshotTaken, type SystemLayout } from './types.js';
 
 export const HISTORY_LIMIT = 100;
+
+export type BackupMode = 'spool' | 'snapshot';
 
 export interface CurrentRun {
   id: string;
   trigger: 'schedule' | 'manual';
+  /** Absent in runs saved before snapshot mode: those were spool runs. */
+  mode?: BackupMode;
   startedAt: number;
   layout?: SystemLayout;
+  snapshot?: SnapshotTaken;
   dump?: DumpResult;
   published?: BackupEntry;
 }
@@ -42,8 +48,8 @@ export interface BackupContext {
 }
 
 export type BackupEvent =
-  | { type: 'TICK'; now: number; schedule: Schedule; runId: string }
-  | { type: 'BACKUP_NOW'; now: number; runId: string }
+  | { type: 'TICK'; now: number; schedule: Schedule; runId: string; mode?: BackupMode }
+  | { type: 'BACKUP_NOW'; now: number; runId: string; mode?: BackupMode }
   /** A run that can never finish: the system it was copying was replaced by a restore. */
   | { type: 'ABANDON'; now: number; reason: string };
 
@@ -52,6 +58,8 @@ export interface RunInput {
 }
 export interface DumpInput extends RunInput {
   layout: SystemLayout;
+  /** Snapshot mode: dump this snapshot instead of the live /home. */
+  snapshot?: SnapshotTaken;
 }
 export interface VerifyInput extends RunInput {
   dump: DumpResult;
@@ -75,6 +83,7 @@ export const BACKUP_STEPS = {
   systemSync: 'syncSystem',
   layout: 'recordLayout',
   spool: 'runSpoolModules',
+  snapshot: 'takeSnapshot',
   dump: 'dumpHome',
   verify: 'verifyDump',
   publish: 'publishBackup',
@@ -83,6 +92,8 @@ export const BACKUP_STEPS = {
 export type BackupStep = keyof typeof BACKUP_STEPS;
 export type BackupActorName = (typeof BACKUP_STEPS)[BackupStep];
 export const BACKUP_STEP_NAMES = namesOf(BACKUP_STEPS);
+/** The steps only a snapshot-mode run has (a spool run goes from spool straight to dump). */
+export const SNAPSHOT_MODE_STEPS: readonly BackupStep[] = ['snapshot'];
 /** The step an actor does: the inverse of BACKUP_STEPS. */
 export const STEP_OF_BACKUP_ACTOR = stepOfActor(BACKUP_STEPS);
 
@@ -98,6 +109,7 @@ export const backupActors = {
   syncSystem: notProvided<{ warnings: string[] }, RunInput>('syncSystem'),
   recordLayout: notProvided<SystemLayout, RunInput>('recordLayout'),
   runSpoolModules: notProvided<{ modules: string[] }, RunInput>('runSpoolModules'),
+  takeSnapshot: notProvided<SnapshotTaken, RunInput>('takeSnapshot'),
   dumpHome: notProvided<DumpResult, DumpInput>('dumpHome'),
   verifyDump: notProvided<{ bytes: number; sha256: string }, VerifyInput>('verifyDump'),
   publishBackup: notProvided<BackupEntry & { publishedAt: number }, PublishInput>('publishBackup'),
@@ -123,7 +135,7 @@ function failAt(step: string) {
 }
 
 /** A step that needs only the run's id and keeps nothing of its result. */
-function simpleStep<const K extends 'checkReady' | 'syncSystem' | 'runSpoolModules'>(id: K, step: string, next: string) {
+function simpleStep<const K extends 'checkReady' | 'syncSystem'>(id: K, step: string, next: string) {
   return {
     invoke: {
       id,
@@ -142,6 +154,7 @@ export const backupMachine = setup({
   },
   actors: backupActors,
   guards: {
+    inSnapshotMode: ({ context }) => context.run?.mode === 'snapshot',
     isDue: ({ context, event }) =>
       event.type === 'TICK' &&
       isDue(event.schedule, { lastSuccessAt: context.lastSuccess?.finishedAt, retryAt: context.retryAt }, event.now),
@@ -178,6 +191,7 @@ export const backupMachine = setup({
       run: {
         id: event.type === 'ABANDON' ? '' : event.runId,
         trigger: event.type === 'TICK' ? ('schedule' as const) : ('manual' as const),
+        mode: event.type === 'ABANDON' ? ('spool' as const) : (event.mode ?? 'spool'),
         startedAt: event.now,
       },
     })),
@@ -215,12 +229,36 @@ export const backupMachine = setup({
             onError: failAt('layout'),
           },
         },
-        spool: simpleStep('runSpoolModules', 'spool', 'dump'),
+        spool: {
+          invoke: {
+            id: 'runSpoolModules',
+            src: 'runSpoolModules',
+            input: ({ context }) => ({ runId: runOf(context).id }),
+            onDone: [{ guard: 'inSnapshotMode', target: 'snapshot' }, { target: 'dump' }],
+            onError: failAt('spool'),
+          },
+        },
+        // Snapshot mode: the databases frozen (modules/*.freeze) while LVM snapshots /home, then thawed.
+        snapshot: {
+          invoke: {
+            id: 'takeSnapshot',
+            src: 'takeSnapshot',
+            input: ({ context }) => ({ runId: runOf(context).id }),
+            onDone: {
+              target: 'dump',
+              actions: assign({ run: ({ context, event }) => ({ ...runOf(context), snapshot: event.output }) }),
+            },
+            onError: failAt('snapshot'),
+          },
+        },
         dump: {
           invoke: {
             id: 'dumpHome',
             src: 'dumpHome',
-            input: ({ context }) => ({ runId: runOf(context).id, layout: runOf(context).layout! }),
+            input: ({ context }) => {
+              const run = runOf(context);
+              return { runId: run.id, layout: run.layout!, ...(run.snapshot ? { snapshot: run.snapshot } : {}) };
+            },
             onDone: {
               target: 'verify',
               actions: assign({ run: ({ context, event }) => ({ ...runOf(context), dump: event.output }) }),
@@ -258,6 +296,7 @@ export const backupMachine = setup({
                   finishedAt: publishedAt,
                   durationMs: publishedAt - run.startedAt,
                   size: published.size,
+                  ...(run.snapshot ? { freezeWindowMs: run.snapshot.freezeWindowMs } : {}),
                 };
                 return {
                   run: { ...run, published },

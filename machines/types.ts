@@ -30,6 +30,19 @@ export interface DumpResult {
   finishedAt: number;
 }
 
+/** Snapshot mode's LVM snapshot of /home, taken while the databases were frozen. */
+export interface SnapshotTaken {
+  vg: string;
+  /** The snapshot volume's name (this program's prefix) and the volume it is of. */
+  name: string;
+  origin: string;
+  /** When lvcreate returned: the dump's time (xfsdump -t). */
+  takenAt: number;
+  /** First freeze started to last thaw, in ms. */
+  freezeWindowMs: number;
+  freezers: string[];
+}
+
 export interface BackupEntry {
   id: string;
   created: string;
@@ -46,6 +59,8 @@ export interface HistoryEntry {
   finishedAt: number;
   durationMs: number;
   size?: number;
+  /** Snapshot mode: how long the databases were frozen. */
+  freezeWindowMs?: number;
   step?: string;
   reason?: string;
 }

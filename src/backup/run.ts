@@ -51,8 +51,8 @@ export async function runBackup(r: BackupRunRequest): Promise<BackupRunResult> {
     event: (s) => {
       const id = unusedId(`${config.host}-${r.runId}`, s.context as BackupContext);
       return r.kind === 'tick'
-        ? { type: 'TICK', now: Date.now(), schedule: config.schedule, runId: id }
-        : { type: 'BACKUP_NOW', now: Date.now(), runId: id };
+        ? { type: 'TICK', now: Date.now(), schedule: config.schedule, runId: id, mode: config.mode }
+        : { type: 'BACKUP_NOW', now: Date.now(), runId: id, mode: config.mode };
     },
     onState: (state) => log.info({ state }, `→ ${state}`),
   });

@@ -43,6 +43,7 @@ export function backupImplementations(d: BackupDeps, steps: BackupSteps = backup
     syncSystem: wrap('syncSystem'),
     recordLayout: wrap('recordLayout'),
     runSpoolModules: wrap('runSpoolModules'),
+    takeSnapshot: wrap('takeSnapshot'),
     dumpHome: wrap('dumpHome'),
     verifyDump: wrap('verifyDump'),
     publishBackup: wrap('publishBackup'),
@@ -57,7 +58,16 @@ export function backupSteps(d: BackupDeps): BackupSteps {
     checkReady: async () => {
       const { requireTools } = await import('../system/tools.js');
       // tail and openssl: a local file target's dump is hashed as it is written.
-      await requireTools(['rsync', 'xfsdump', 'xfsrestore', 'blkid', 'xfs_info', ...(target.localWrite ? ['tail', 'openssl'] : [])]);
+      const snapshotMode = config.mode === 'snapshot';
+      await requireTools([
+        'rsync',
+        'xfsdump',
+        'xfsrestore',
+        'blkid',
+        'xfs_info',
+        ...(target.localWrite ? ['tail', 'openssl'] : []),
+        ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'mount', 'umount'] : []),
+      ]);
       const home = mountAt(paths.home);
       if (home?.fsType !== 'xfs') {
         throw new UserError(
@@ -80,7 +90,12 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         );
       }
       await target.check();
-      return { checked: ['tools', 'home', 'signing key', target.description] };
+      if (snapshotMode) {
+        // /home is an LV with room for its snapshot, and what a killed run left is gone before anything else.
+        const { prepareSnapshot } = await import('../../actors/snapshot.js');
+        await prepareSnapshot({ home: paths.home, size: config.snapshot.size, log: (m) => log.info(m) });
+      }
+      return { checked: ['tools', 'home', ...(snapshotMode ? ['snapshot room'] : []), 'signing key', target.description] };
     },
 
     syncSystem: async () => {
@@ -112,17 +127,37 @@ export function backupSteps(d: BackupDeps): BackupSteps {
       });
     },
 
-    dumpHome: async ({ runId }) =>
-      (await import('../../actors/xfsdump.js')).dumpHome({
+    takeSnapshot: async ({ runId }) =>
+      (await import('../../actors/snapshot.js')).takeSnapshot({
+        home: paths.home,
+        runId,
+        size: config.snapshot.size,
+        modulesDir: paths.modules,
+        freezeTimeoutMs: config.snapshot.freeze_timeout,
+        log: (m) => log.info(m),
+      }),
+
+    dumpHome: async ({ runId, snapshot }) => {
+      const request = {
         home: paths.home,
         id: runId,
         sessionLabel: `syn3-backup ${runId}`,
         mediaLabel: config.host,
         target,
         compression: config.compression,
-        onProgress: (bytes) => log.info({ bytes }, `dump: ${formatBytes(bytes)} written`),
-        signal: d.signal,
-      }),
+        onProgress: (bytes: number) => log.info({ bytes }, `dump: ${formatBytes(bytes)} written`),
+        ...(d.signal ? { signal: d.signal } : {}),
+      };
+      if (!snapshot) return (await import('../../actors/xfsdump.js')).dumpHome(request);
+      // The mount point and the time file live in the state directory: only root can reach into it.
+      return (await import('../../actors/snapshot-dump.js')).dumpSnapshot({
+        ...request,
+        snapshot,
+        mountDir: join(paths.state, 'snapshot'),
+        timeFile: join(paths.state, 'snapshot.time'),
+        log: (m) => log.info(m),
+      });
+    },
 
     verifyDump: async ({ runId, dump }) =>
       (await import('../../actors/verify.js')).verifyStream(

@@ -3,7 +3,8 @@ import { formatDuration } from '../config/duration.js';
 import { checkModulesDirectory } from '../config/modules-dir.js';
 import type { Config } from '../config/schema.js';
 import { EXIT, isUserError } from '../errors.js';
-import { configOnly, printJson, snapshotNotYet, type GlobalOptions } from './context.js';
+import { describeSnapshotSize } from '../config/snapshot-config.js';
+import { configOnly, printJson, type GlobalOptions } from './context.js';
 
 export const EXAMPLE_CONFIG = `# /etc/syn3-backup/config.yaml
 schedule:
@@ -27,7 +28,6 @@ target:
 
 export async function configCheckCommand(options: GlobalOptions & { json?: boolean }): Promise<number> {
   const config = configOnly(options);
-  if (config.mode === 'snapshot') throw snapshotNotYet(config.file);
   const warnings = configWarnings(config);
   if (options.json) printJson({ ...effectiveView(config), warnings });
   else {
@@ -80,6 +80,9 @@ function effectiveView(c: Config) {
     host: c.host,
     schedule,
     mode: c.mode,
+    ...(c.mode === 'snapshot'
+      ? { snapshot: { size: describeSnapshotSize(c.snapshot.size), freeze_timeout: formatDuration(c.snapshot.freeze_timeout) } }
+      : {}),
     paths: c.paths,
     modules: { timeout: formatDuration(c.moduleTimeoutMs) },
     system_sync: { exclude: c.systemSyncExclude },

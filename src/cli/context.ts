@@ -25,7 +25,6 @@ export function configOnly(options: GlobalOptions): Config {
 
 export function commandContext(options: GlobalOptions, command: string): CommandContext {
   const config = configOnly(options);
-  if (config.mode === 'snapshot') throw snapshotNotYet(config.file);
   const runId = newRunId();
   // The lock, the state files and the log live here: whoever can write it steers the next run.
   ensureTrustedDirectory(config.paths.state, 'the state directory (paths.state)');
@@ -59,13 +58,6 @@ function stateWritable<T>(dir: string, open: () => T): T {
       },
     );
   }
-}
-
-export function snapshotNotYet(file: string): UserError {
-  return new UserError('config', 'mode: snapshot is not supported yet (it needs the LVM snapshot support of a later release)', {
-    where: file,
-    hint: 'Use mode: spool for now',
-  });
 }
 
 export function printJson(value: unknown): void {

@@ -82,6 +82,7 @@ function effective(raw: RawConfig, file: string, modulesExplicit: boolean): Conf
     host: raw.host ?? hostname(),
     schedule,
     mode: raw.mode,
+    snapshot: raw.snapshot,
     compression: raw.compression,
     paths: {
       ...raw.paths,
@@ -131,12 +132,13 @@ function kindOf(value: unknown): string {
 const TARGET_TYPES = ['file', 'smb', 'ftp', 's3', 'tape'];
 
 const KNOWN_KEYS: Record<string, string[]> = {
-  '': ['host', 'schedule', 'mode', 'compression', 'paths', 'modules', 'system_sync', 'target', 'restore', 'trust'],
+  '': ['host', 'schedule', 'mode', 'snapshot', 'compression', 'paths', 'modules', 'system_sync', 'target', 'restore', 'trust'],
   trust: ['signing_key', 'public_keys'],
   restore: ['grub_devices', 'update_grub', 'update_initramfs', 'stop_timeout'],
   schedule: ['daily', 'every', 'cron'],
   paths: ['root', 'boot', 'home', 'state', 'modules'],
   modules: ['timeout'],
+  snapshot: ['size', 'freeze_timeout'],
   system_sync: ['exclude'],
   target: ['type', 'path', 'require_mount', 'retention'],
   'target.retention': ['keep'],
@@ -154,7 +156,9 @@ function hintFor(issue: z.core.$ZodIssue): string {
   if (field === 'target.secure') {
     return 'Write secure: true for FTPS (AUTH TLS), or secure: false to accept that the password and the backups cross the network in clear';
   }
-  if (field === 'mode') return 'Use mode: spool (snapshot mode is not supported yet)';
+  if (field === 'mode')
+    return 'Use mode: spool (modules/*.backup dump the databases first) or mode: snapshot (/home on LVM, frozen briefly)';
+  if (field === 'snapshot.size') return 'Write size: 20% (of the volume of /home) or size: 4G; the volume group needs that much free';
   if (field.startsWith('schedule')) return 'Write one of: daily: "02:00", every: 6h, cron: "0 2 * * 1-5"';
   return 'See "Configuration" in the README for the allowed values';
 }

@@ -11,6 +11,7 @@ import { tapeTargetSchema } from '../targets/tape-config.js';
 import { smbTargetSchema } from '../targets/smb-config.js';
 import { s3TargetSchema } from '../targets/s3-config.js';
 import { trustSchema, type TrustConfig } from './trust-config.js';
+import { snapshotSchema, type SnapshotConfig } from './snapshot-config.js';
 import type { Schedule } from '../../machines/schedule.js';
 
 export type { Schedule };
@@ -73,6 +74,8 @@ export const configSchema = z.strictObject({
     .optional(),
   schedule: scheduleSchema,
   mode: z.enum(['spool', 'snapshot']).default('spool'),
+  /** Only read in snapshot mode: the LVM snapshot of /home and the freezers' time limit. */
+  snapshot: snapshotSchema.default(snapshotSchema.parse({})),
   /** zstd in the stream; each backup's metadata says how it was written, and the restore undoes it. */
   compression: z.enum(['none', 'zstd']).default('none'),
   paths: pathsSchema.default(pathsSchema.parse({})),
@@ -105,6 +108,7 @@ export interface Config {
   host: string;
   schedule: Schedule;
   mode: 'spool' | 'snapshot';
+  snapshot: SnapshotConfig;
   compression: 'none' | 'zstd';
   paths: Paths;
   /** paths.modules was written in the file: then a missing directory is a typo, not "no modules". */

@@ -3,10 +3,10 @@ import { mkdir } from 'node:fs/promises';
 import { mountAt, readMounts } from './mounts.js';
 import { run } from './run.js';
 
-export async function mount(device: string, dir: string, fsType?: string): Promise<void> {
+export async function mount(device: string, dir: string, fsType?: string, options?: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   if (mountAt(dir)?.source === device) return;
-  await run('mount', [...(fsType ? ['-t', fsType] : []), device, dir]);
+  await run('mount', [...(fsType ? ['-t', fsType] : []), ...(options ? ['-o', options] : []), device, dir]);
 }
 
 /** Unmounts `dir` if something is mounted there; a busy mount is retried briefly, then reported. */

@@ -24,6 +24,10 @@ const PACKAGE_OF: Record<string, string> = {
   'grub-install': 'grub-pc',
   tail: 'coreutils',
   openssl: 'openssl',
+  lvs: 'lvm2',
+  vgs: 'lvm2',
+  lvcreate: 'lvm2',
+  lvremove: 'lvm2',
 };
 
 export interface RunOptions {

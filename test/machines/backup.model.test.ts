@@ -28,11 +28,13 @@ const layout = {
   home: { mountPoint: '/home', device: '/dev/vda3', fsType: 'xfs' },
 };
 const dump = { bytes: 1000, sha256: 'ab'.repeat(32), startedAt: T0 + 10, finishedAt: T0 + 20 };
+const snapshot = { vg: 'vg0', name: 'syn3snap_r1', origin: 'home', takenAt: T0 + 8, freezeWindowMs: 120, freezers: ['/m/db.freeze'] };
 const OUTPUTS: Record<string, unknown> = {
   checkReady: { checked: [] },
   syncSystem: { warnings: [] },
   recordLayout: layout,
   runSpoolModules: { modules: [] },
+  takeSnapshot: snapshot,
   dumpHome: dump,
   verifyDump: { bytes: 1000, sha256: dump.sha256 },
   publishBackup: { id: 'r1', created: new Date(T0 + 30).toISOString(), size: 1000, location: '/t/r1', publishedAt: T0 + 30 },
@@ -43,6 +45,7 @@ const STEP_OF: Record<string, string> = {
   syncSystem: 'systemSync',
   recordLayout: 'layout',
   runSpoolModules: 'spool',
+  takeSnapshot: 'snapshot',
   dumpHome: 'dump',
   verifyDump: 'verify',
   publishBackup: 'publish',
@@ -58,6 +61,9 @@ function eventsFor(s: Snap): EventObject[] {
     { type: 'TICK', now: T0, schedule, runId: 'r1' } as EventObject,
     { type: 'TICK', now: T0 + 30 * 24 * HOUR, schedule, runId: 'r1' } as EventObject,
     { type: 'BACKUP_NOW', now: T0, runId: 'r1' } as EventObject,
+    // The same commands with mode: snapshot in the configuration.
+    { type: 'TICK', now: T0, schedule, runId: 'r1', mode: 'snapshot' } as EventObject,
+    { type: 'BACKUP_NOW', now: T0, runId: 'r1', mode: 'snapshot' } as EventObject,
     { type: 'ABANDON', now: T0 + 50, reason: 'restored' } as EventObject,
   ];
   for (const child of Object.keys(s.children)) {
@@ -69,7 +75,8 @@ function eventsFor(s: Snap): EventObject[] {
 
 const traversal = {
   events: eventsFor,
-  serializeState: (s: Snap) => JSON.stringify({ v: s.value, failing: s.context.consecutiveFailures > 0, ok: !!s.context.lastSuccess }),
+  serializeState: (s: Snap) =>
+    JSON.stringify({ v: s.value, mode: s.context.run?.mode, failing: s.context.consecutiveFailures > 0, ok: !!s.context.lastSuccess }),
 };
 
 /** Invariants that hold in every state, whatever path led there. */
@@ -89,7 +96,13 @@ function checkInvariants(c: BackupContext, state: string, lastEvent: EventObject
   if (lastEvent?.type === 'ABANDON' && c.history.at(-1)?.step === 'abandoned') {
     expect(c.history.at(-1)).toMatchObject({ id: 'r1', result: 'failed', reason: 'restored' });
   }
+  if (state === 'running.snapshot' || state === 'running.dump') {
+    // A run reaches the snapshot step only in snapshot mode, and a spool run's dump has no snapshot.
+    if (state === 'running.snapshot') expect(c.run?.mode).toBe('snapshot');
+    if (c.run?.mode !== 'snapshot') expect(c.run?.snapshot).toBeUndefined();
+  }
   if (lastEvent?.type === 'xstate.done.actor.publishBackup') {
+    expect(c.history.at(-1)?.freezeWindowMs).toBe(c.run?.mode === 'snapshot' ? 120 : undefined);
     expect(c.lastSuccess?.id).toBe('r1');
     expect(c.consecutiveFailures).toBe(0);
     expect(c.history.at(-1)?.result).toBe('success');
@@ -132,7 +145,12 @@ function pathTo(w: Walk, s: Snap) {
 }
 
 function factsOf(c: BackupContext): BackupFacts {
-  return { lastSuccessAt: c.lastSuccess?.finishedAt, lastFailureAt: c.lastFailure?.finishedAt, consecutiveFailures: c.consecutiveFailures };
+  return {
+    lastSuccessAt: c.lastSuccess?.finishedAt,
+    lastFailureAt: c.lastFailure?.finishedAt,
+    consecutiveFailures: c.consecutiveFailures,
+    mode: c.run?.mode,
+  };
 }
 
 /** A walked transition, in the oracle's words. */
@@ -200,6 +218,7 @@ describe('the backup machine, walked transition by transition', () => {
       'running.systemSync',
       'running.layout',
       'running.spool',
+      'running.snapshot',
       'running.dump',
       'running.verify',
       'running.publish',
@@ -284,10 +303,23 @@ describe('the backup machine, walked transition by transition', () => {
     driver.stop();
   });
 
+  it('in snapshot mode takes the snapshot after the spool step and hands it to the dump', async () => {
+    const driver = new BackupDriver();
+    await driver.send({ type: 'BACKUP_NOW', now: T0, runId: 'r1', mode: 'snapshot' });
+    for (const src of ['checkReady', 'syncSystem', 'recordLayout', 'runSpoolModules']) {
+      await driver.send({ type: `xstate.done.actor.${src}`, output: OUTPUTS[src] });
+    }
+    expect(stateName(driver.snapshot.value)).toBe('running.snapshot');
+    await driver.send({ type: 'xstate.done.actor.takeSnapshot', output: snapshot });
+    expect(driver.invocations.find((i) => i.src === 'dumpHome')?.input).toEqual({ runId: 'r1', layout, snapshot });
+    driver.stop();
+  });
+
   it('ignores a tick that comes before the schedule is due', async () => {
     const driver = new BackupDriver();
     await driver.send({ type: 'BACKUP_NOW', now: T0, runId: 'r1' });
-    for (const src of Object.keys(OUTPUTS)) await driver.send({ type: `xstate.done.actor.${src}`, output: OUTPUTS[src] });
+    for (const src of Object.keys(OUTPUTS).filter((a) => a !== 'takeSnapshot'))
+      await driver.send({ type: `xstate.done.actor.${src}`, output: OUTPUTS[src] });
     await driver.send({ type: 'TICK', now: T0 + 5 * HOUR, schedule, runId: 'r2' });
     expect(stateName(driver.snapshot.value)).toBe('idle');
     await driver.send({ type: 'TICK', now: T0 + 6 * HOUR + 31, schedule, runId: 'r2' });

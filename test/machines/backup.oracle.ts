@@ -4,7 +4,9 @@
  *
  * The seed: every hour a TICK, and the program decides whether a backup is due;
  * / and /boot are rsynced into the system copy; the spool modules run; /home is
- * xfsdumped. The README adds a preflight before anything is written, the record
+ * xfsdumped; in snapshot mode (the seed's step 3) the databases are frozen briefly
+ * and an LVM snapshot of /home is taken after the spool modules, and the dump is
+ * of that snapshot; in spool mode there is no such step. The README adds a preflight before anything is written, the record
  * of the file systems' identity as its own step after the sync ("that is now its
  * own step"), and after the dump: read back and verified, published, and only
  * then retention. A failed step stops in `failed` with the step and reason; a
@@ -52,8 +54,17 @@ running.spool      | due     | TICK       | running.spool
 running.spool      | not due | TICK       | running.spool
 running.spool      | -       | BACKUP_NOW | running.spool
 running.spool      | -       | ABANDON    | idle
-running.spool      | -       | done       | running.dump
+running.spool      | spool mode    | done | running.dump
+running.spool      | snapshot mode | done | running.snapshot
 running.spool      | -       | error      | failed
+
+# Snapshot mode only: modules/*.freeze hold the databases while lvcreate runs, then thaw.
+running.snapshot   | due     | TICK       | running.snapshot
+running.snapshot   | not due | TICK       | running.snapshot
+running.snapshot   | -       | BACKUP_NOW | running.snapshot
+running.snapshot   | -       | ABANDON    | idle
+running.snapshot   | -       | done       | running.dump
+running.snapshot   | -       | error      | failed
 
 # xfsdump of /home to the target, under a temporary name.
 running.dump       | due     | TICK       | running.dump
@@ -101,6 +112,8 @@ export interface BackupFacts {
   lastSuccessAt?: number | undefined;
   lastFailureAt?: number | undefined;
   consecutiveFailures: number;
+  /** The mode the running backup was started in. */
+  mode?: 'spool' | 'snapshot' | undefined;
 }
 
 /**
@@ -124,5 +137,7 @@ export function backupSituation(
 ): Situation {
   if (event.type === 'TICK') return { state, when: tickIsDue(facts, everyMs, event.now as number) ? 'due' : 'not due', event: 'TICK' };
   const step = /^xstate\.(done|error)\.actor\./.exec(event.type);
+  // Where the spool step leads is the one place the mode decides.
+  if (state === 'running.spool' && step?.[1] === 'done') return { state, when: `${facts.mode ?? 'spool'} mode`, event: 'done' };
   return { state, when: '-', event: step ? step[1]! : event.type };
 }

@@ -39,12 +39,14 @@ function tagged(machine: AnyStateMachine, tag: string): string[] {
   return [...nodesOf(machine)].filter(([, n]) => n.tags.includes(tag)).map(([path]) => path);
 }
 
-// The seed's backup, with the README's preflight, layout record, verify, publish and retention; the actor doing each.
+// The seed's backup (step 3 in snapshot mode: freeze, LVM snapshot), with the README's preflight, layout record,
+// verify, publish and retention; the actor doing each.
 const BACKUP_STEPS_BY_HAND: Array<[step: string, actor: string]> = [
   ['preflight', 'checkReady'],
   ['systemSync', 'syncSystem'],
   ['layout', 'recordLayout'],
   ['spool', 'runSpoolModules'],
+  ['snapshot', 'takeSnapshot'],
   ['dump', 'dumpHome'],
   ['verify', 'verifyDump'],
   ['publish', 'publishBackup'],

@@ -4,7 +4,7 @@
  * Shared by the harness (which acts them out) and the property (which picks
  * them and says what must hold afterwards).
  */
-import { BACKUP_STEPS, type BackupActorName } from '../../machines/backup.js';
+import { BACKUP_STEPS, SNAPSHOT_MODE_STEPS, type BackupActorName, type BackupStep } from '../../machines/backup.js';
 
 export const STEP_POINT_KINDS = ['start', 'entered', 'after'] as const;
 export type StepPointKind = (typeof STEP_POINT_KINDS)[number];
@@ -33,7 +33,12 @@ export interface BackupCrashRequest {
   broken?: BrokenStep;
 }
 
-/** Every step point of every step the backup machine names. */
+/**
+ * Every step point of every step a spool-mode run has: the harness runs on this host, which has no
+ * device-mapper, so the snapshot step's crashes are the lane's (test/lane: a kill while frozen).
+ */
 export function backupStepPoints(): BackupCrashPoint[] {
-  return Object.values(BACKUP_STEPS).flatMap((step) => STEP_POINT_KINDS.map((kind): BackupCrashPoint => ({ kind, step })));
+  return (Object.keys(BACKUP_STEPS) as BackupStep[])
+    .filter((step) => !SNAPSHOT_MODE_STEPS.includes(step))
+    .flatMap((step) => STEP_POINT_KINDS.map((kind): BackupCrashPoint => ({ kind, step: BACKUP_STEPS[step] })));
 }

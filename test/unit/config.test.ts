@@ -162,8 +162,35 @@ describe('a valid configuration', () => {
     expect(config.schedule).toEqual({ kind: 'cron', expr: '0 2 * * 1-5' });
   });
 
-  it('accepts mode: snapshot (the CLI, not the parser, says it is not supported yet)', () => {
-    expect(parseConfig(yaml(...MINIMAL, 'mode: snapshot'), FILE).mode).toBe('snapshot');
+  it('accepts mode: snapshot, with a snapshot of 20% of /home and a 60 s freeze timeout by default', () => {
+    const config = parseConfig(yaml(...MINIMAL, 'mode: snapshot'), FILE);
+    expect(config.mode).toBe('snapshot');
+    expect(config.snapshot).toEqual({ size: { percent: 20 }, freeze_timeout: 60_000 });
+  });
+
+  it('reads snapshot.size as a percentage or as a size with a binary unit, and freeze_timeout as a duration', () => {
+    const sized = (size: string) =>
+      parseConfig(yaml(...MINIMAL, 'mode: snapshot', 'snapshot:', `  size: ${size}`, '  freeze_timeout: 90s'), FILE).snapshot;
+    expect(sized('"35%"')).toEqual({ size: { percent: 35 }, freeze_timeout: 90_000 });
+    expect(sized('4G').size).toEqual({ bytes: 4 * 1024 ** 3 });
+    expect(sized('512MiB').size).toEqual({ bytes: 512 * 1024 ** 2 });
+    expect(sized('1.5g').size).toEqual({ bytes: 1.5 * 1024 ** 3 });
+  });
+});
+
+describe('a rejected snapshot section says what a size looks like', () => {
+  for (const bad of ['"0%"', '"150%"', 'big', '100k', '-4G']) {
+    it(`snapshot.size: ${bad}`, () => {
+      const p = rejection(yaml(...MINIMAL, 'mode: snapshot', 'snapshot:', `  size: ${bad}`)).paragraph();
+      expect(p).toContain('config.yaml:8');
+      expect(p).toMatch(/"snapshot\.size" must be a percentage of \/home's volume .* or a size of at least 1M/);
+      expect(p).toMatch(/Write size: 20%/);
+    });
+  }
+
+  it('an unknown key in snapshot lists the two it has', () => {
+    const p = rejection(yaml(...MINIMAL, 'snapshot:', '  sise: 10%')).paragraph();
+    expect(p).toMatch(/Did you mean "size"\? Known keys there: size, freeze_timeout/);
   });
 });
 
@@ -202,7 +229,7 @@ describe('a rejected configuration names the file, the line and the fix', () => 
     const p = rejectedAt(yaml(...MINIMAL, 'encryption: aes256'), 6);
     expect(p).toContain('unknown key "encryption"');
     expect(p).not.toContain('Did you mean');
-    expect(p).toMatch(/Known keys there: host, schedule, mode, compression, paths, modules, system_sync, target, restore\b/);
+    expect(p).toMatch(/Known keys there: host, schedule, mode, snapshot, compression, paths, modules, system_sync, target, restore\b/);
   });
 
   it('a value of the wrong type (retention: {keep: "seven"}): the value\'s line, says a number is wanted and what was given', () => {

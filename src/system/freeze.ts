@@ -1,0 +1,147 @@
+/**
+ * The freezer protocol of snapshot mode: a modules/*.freeze program holds its
+ * database frozen for as long as its standard input stays open. It prints a
+ * line "frozen" once it is; it thaws and exits 0 when its standard input
+ * closes. Nothing here has to survive this process: if it dies at any moment
+ * the pipes close, and every freezer thaws by itself.
+ */
+import { createInterface } from 'node:readline';
+import type { ResultPromise } from 'execa';
+import { UserError } from '../errors.js';
+import { lastLines, start } from './run.js';
+
+export interface FreezeOptions {
+  env: Record<string, string>;
+  cwd: string;
+  /** How long a freezer may take to say "frozen", and to exit once released. */
+  timeoutMs: number;
+  log: (message: string) => void;
+}
+
+interface Held {
+  file: string;
+  child: ResultPromise;
+  /** Settles when the freezer exits, with its exit code (null: killed) and stderr. */
+  exit: Promise<{ code: number | null; signal?: string; stderr: string }>;
+  exited: boolean;
+}
+
+export interface Frozen {
+  /** When the first freezer was started: the freeze window begins here. */
+  startedAt: number;
+  /** When the last freezer said "frozen". */
+  frozenAt: number;
+  /** Thaws every freezer in reverse order; fails if one had ended before it was released, or did not thaw cleanly. */
+  release(): Promise<{ thawedAt: number }>;
+}
+
+/** Starts the freezers in name order, each after the one before has said "frozen". */
+export async function freezeAll(modules: readonly string[], o: FreezeOptions): Promise<Frozen> {
+  const held: Held[] = [];
+  const startedAt = Date.now();
+  try {
+    for (const file of modules) {
+      o.log(`freeze: starting ${file}`);
+      const h = launch(file, o);
+      held.push(h);
+      await untilFrozen(h, o);
+      o.log(`freeze: ${file} is frozen`);
+    }
+  } catch (e) {
+    await thaw(held, o).catch(() => undefined);
+    throw e;
+  }
+  return { startedAt, frozenAt: Date.now(), release: async () => ({ thawedAt: await thaw(held, o) }) };
+}
+
+function launch(file: string, o: FreezeOptions): Held {
+  const child = start(file, [], { stdin: 'pipe', stdout: 'pipe', env: o.env, cwd: o.cwd });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-16_384);
+  });
+  // The outcome is read from the process's exit below, not from execa's promise, which also
+  // waits for every process that inherited the pipes (a freezer's stray child would hold it).
+  const settled = child.then(
+    () => undefined,
+    () => undefined,
+  );
+  const h: Held = {
+    file,
+    child,
+    exited: false,
+    exit: new Promise((resolve) => {
+      child.once('error', (e: NodeJS.ErrnoException) => {
+        h.exited = true;
+        resolve({ code: null, signal: e.code === 'ENOENT' ? 'not found' : e.code, stderr: e.message });
+      });
+      child.once('exit', (code, signal) => {
+        h.exited = true;
+        // What it said last is still in the pipe: give it a moment to arrive.
+        void Promise.race([settled, new Promise((r) => setTimeout(r, 200))]).then(() =>
+          resolve({ code, ...(signal ? { signal } : {}), stderr }),
+        );
+      });
+    }),
+  };
+  // A freezer that stops reading its stdin early must not take this process down with EPIPE.
+  child.stdin?.on('error', () => undefined);
+  return h;
+}
+
+function untilFrozen(h: Held, o: FreezeOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const lines = createInterface({ input: h.child.stdout! });
+    const timer = setTimeout(() => {
+      done();
+      reject(
+        new UserError('module', `freezer ${h.file} did not say "frozen" within ${Math.round(o.timeoutMs / 1000)} s`, {
+          hint: 'Run it by hand to see where it waits (it must print a line "frozen" once the database is frozen), or raise snapshot.freeze_timeout; the backup was not made and the earlier ones are kept',
+        }),
+      );
+    }, o.timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      lines.removeAllListeners('line');
+    };
+    lines.on('line', (line) => {
+      if (line.trim() === 'frozen') {
+        done();
+        resolve();
+      } else if (line.trim()) o.log(`freeze: ${h.file} said: ${line.trim()}`);
+    });
+    void h.exit.then((x) => {
+      done();
+      reject(
+        new UserError(
+          'module',
+          `freezer ${h.file} ${x.signal ? `was stopped (${x.signal})` : `exited with ${x.code}`} before it said "frozen"${x.stderr.trim() ? `: ${lastLines(x.stderr, 3)}` : ''}`,
+          { hint: 'Run it by hand to see why; the backup was not made and the earlier ones are kept' },
+        ),
+      );
+    });
+  });
+}
+
+/** Closes each freezer's stdin, last started first, and waits for it to exit; returns when the last has. */
+async function thaw(held: Held[], o: FreezeOptions): Promise<number> {
+  const problems: string[] = [];
+  for (const h of [...held].reverse()) {
+    const early = h.exited;
+    h.child.stdin?.end();
+    const timer = setTimeout(() => h.child.kill('SIGKILL'), o.timeoutMs);
+    const x = await h.exit;
+    clearTimeout(timer);
+    if (early) problems.push(`${h.file} ended while it should have held its freeze (exit ${x.code ?? x.signal})`);
+    else if (x.code !== 0) problems.push(`${h.file} did not thaw cleanly (${x.signal ? `killed: ${x.signal}` : `exit ${x.code}`})`);
+    if (x.stderr.trim()) o.log(`freeze: ${h.file} said on stderr: ${lastLines(x.stderr, 5)}`);
+    o.log(`freeze: ${h.file} released`);
+  }
+  const thawedAt = Date.now();
+  if (problems.length) {
+    throw new UserError('module', `a freeze did not hold: ${problems.join('; ')}`, {
+      hint: 'A snapshot taken then may not be consistent, so it was not used; run the freezer by hand to see why. The earlier backups are kept',
+    });
+  }
+  return thawedAt;
+}

@@ -1,0 +1,142 @@
+/**
+ * The freezer protocol of snapshot mode, with small freezers written here: a
+ * freezer holds its database while its stdin is open, says "frozen" once it
+ * does, and thaws when its stdin closes. These specs need no LVM: what happens
+ * around lvcreate is the lane's (test/lane/snapshot.lane.test.ts).
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { UserError } from '../../src/errors.js';
+import { freezeAll, type FreezeOptions } from '../../src/system/freeze.js';
+import { REPO_ROOT } from '../support/cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'syn3-freeze-'));
+const journal = join(dir, 'journal');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A freezer that writes what it does to the journal; `body` runs between its start and its exit. */
+function freezer(name: string, body: string): string {
+  const file = join(dir, `${name}.freeze`);
+  writeFileSync(file, `#!/bin/bash\necho "start ${name}" >> ${journal}\n${body}\n`);
+  chmodSync(file, 0o700);
+  return file;
+}
+
+const holds = (name: string) => freezer(name, `echo frozen\ncat > /dev/null\necho "thaw ${name}" >> ${journal}\nexit 0`);
+
+function options(timeoutMs = 5000): FreezeOptions & { lines: string[] } {
+  const lines: string[] = [];
+  return { env: { SYN3_BACKUP_ID: 'b1', SYN3_HOME: '/home' }, cwd: dir, timeoutMs, log: (m) => lines.push(m), lines };
+}
+
+function journalLines(): string[] {
+  return existsSync(journal) ? readFileSync(journal, 'utf8').trim().split('\n') : [];
+}
+
+async function failure(p: Promise<unknown>): Promise<UserError> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(UserError);
+  return e as UserError;
+}
+
+async function eventually(check: () => boolean, withinMs: number): Promise<number> {
+  const t0 = Date.now();
+  while (!check()) {
+    if (Date.now() - t0 > withinMs) throw new Error(`not within ${withinMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - t0;
+}
+
+describe('freezers (modules/*.freeze)', () => {
+  it('are started in name order, each after the one before said frozen, and released last first', async () => {
+    rmSync(journal, { force: true });
+    const a = holds('a');
+    const b = holds('b');
+    const frozen = await freezeAll([a, b], options());
+    expect(journalLines()).toEqual(['start a', 'start b']);
+    const { thawedAt } = await frozen.release();
+    expect(journalLines()).toEqual(['start a', 'start b', 'thaw b', 'thaw a']);
+    expect(thawedAt).toBeGreaterThanOrEqual(frozen.frozenAt);
+    expect(frozen.frozenAt).toBeGreaterThanOrEqual(frozen.startedAt);
+  });
+
+  it('get the backup id and the mount point of /home in their environment', async () => {
+    const env = join(dir, 'env');
+    const f = freezer('env', `echo "$SYN3_BACKUP_ID $SYN3_HOME" > ${env}\necho frozen\ncat > /dev/null`);
+    await (await freezeAll([f], options())).release();
+    expect(readFileSync(env, 'utf8').trim()).toBe('b1 /home');
+  });
+
+  it('that never says frozen fail the step after freeze_timeout, and the freezes already held are released', async () => {
+    rmSync(journal, { force: true });
+    const a = holds('a');
+    const silent = freezer('silent', 'sleep 30');
+    const e = await failure(freezeAll([a, silent], options(800)));
+    expect(e.message).toMatch(/freezer .*silent\.freeze did not say "frozen" within 1 s/);
+    expect(e.hint).toMatch(/snapshot\.freeze_timeout/);
+    expect(journalLines()).toContain('thaw a');
+  });
+
+  it('that exit 1 before frozen fail the step with what they said, and the freezes already held are released', async () => {
+    rmSync(journal, { force: true });
+    const a = holds('a');
+    const broken = freezer('broken', 'echo "cannot reach the database" >&2\nexit 1');
+    const e = await failure(freezeAll([a, broken], options()));
+    expect(e.message).toMatch(/broken\.freeze exited with 1 before it said "frozen": cannot reach the database/);
+    expect(journalLines()).toContain('thaw a');
+  });
+
+  it('that end while they should hold their freeze make the release fail: the snapshot may not be consistent', async () => {
+    const quitter = freezer('quitter', 'echo frozen\nexit 0');
+    const frozen = await freezeAll([quitter], options());
+    await new Promise((r) => setTimeout(r, 200));
+    const e = await failure(frozen.release());
+    expect(e.message).toMatch(/a freeze did not hold: .*quitter\.freeze ended while it should have held its freeze/);
+  });
+
+  it('that do not thaw cleanly (exit 3 when released) make the release fail', async () => {
+    const f = freezer('badthaw', 'echo frozen\ncat > /dev/null\nexit 3');
+    const e = await failure((await freezeAll([f], options())).release());
+    expect(e.message).toMatch(/badthaw\.freeze did not thaw cleanly \(exit 3\)/);
+  });
+
+  it('that cannot be run (not found) fail the step naming it', async () => {
+    const e = await failure(freezeAll([join(dir, 'missing.freeze')], options()));
+    expect(e.message).toMatch(/missing\.freeze/);
+  });
+
+  it('are logged with what they print besides "frozen"', async () => {
+    const f = freezer('chatty', 'echo "checkpoint done"\necho frozen\ncat > /dev/null\necho "bye" >&2');
+    const o = options();
+    await (await freezeAll([f], o)).release();
+    expect(o.lines.join('\n')).toMatch(/chatty\.freeze said: checkpoint done/);
+    expect(o.lines.join('\n')).toMatch(/chatty\.freeze said on stderr: bye/);
+  });
+
+  it('thaw by themselves within a second when the process holding them is killed with SIGKILL', async () => {
+    rmSync(journal, { force: true });
+    const a = holds('a');
+    const b = holds('b');
+    // The built library, in a process of its own that is killed as a crash would kill syn3-backup.
+    const holder = join(dir, 'holder.mjs');
+    writeFileSync(
+      holder,
+      `import { freezeAll } from ${JSON.stringify(join(REPO_ROOT, 'dist', 'src', 'system', 'freeze.js'))};\n` +
+        `await freezeAll(${JSON.stringify([a, b])}, { env: {}, cwd: '/', timeoutMs: 5000, log: () => {} });\n` +
+        `process.stdout.write('held\\n');\nsetInterval(() => {}, 1000);\n`,
+    );
+    const child = spawn(process.execPath, [holder], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('held') && resolve()));
+    expect(journalLines()).toEqual(['start a', 'start b']);
+    child.kill('SIGKILL');
+    const ms = await eventually(() => journalLines().includes('thaw a') && journalLines().includes('thaw b'), 1000);
+    console.info(`freezers thawed ${ms} ms after their holder was killed`);
+  });
+});
