@@ -41,8 +41,13 @@ export async function backupCommand(kind: 'tick' | 'backup', options: GlobalOpti
     case 'success': {
       const e = outcome.entry;
       log.info(
-        { id: e.id, size: e.size, durationMs: e.durationMs },
-        `backup ${e.id} done: ${formatBytes(e.size ?? 0)} in ${formatMs(e.durationMs)}`,
+        {
+          id: e.id,
+          size: e.size,
+          durationMs: e.durationMs,
+          ...(e.freezeWindowMs === undefined ? {} : { freezeWindowMs: e.freezeWindowMs }),
+        },
+        `backup ${e.id} done: ${formatBytes(e.size ?? 0)} in ${formatMs(e.durationMs)}${e.freezeWindowMs === undefined ? '' : ` (databases frozen ${formatMs(e.freezeWindowMs)})`}`,
       );
       // A warning reaches stderr under cron too: old backups pile up until retention works again.
       const w = outcome.retentionWarning;

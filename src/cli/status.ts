@@ -63,7 +63,7 @@ function humanStatus(r: { host: string; state: string; nextDue: string; target: 
   ];
   const s = c.lastSuccess;
   lines.push(
-    `last success:  ${s ? `${s.id} at ${formatTime(s.finishedAt)}, ${formatBytes(s.size ?? 0)} in ${formatMs(s.durationMs)}` : 'never'}`,
+    `last success:  ${s ? `${s.id} at ${formatTime(s.finishedAt)}, ${formatBytes(s.size ?? 0)} in ${formatMs(s.durationMs)}${s.freezeWindowMs === undefined ? '' : `; databases frozen ${formatMs(s.freezeWindowMs)}`}` : 'never'}`,
   );
   const f = c.lastFailure;
   if (f) lines.push(`last failure:  ${f.id} at ${formatTime(f.finishedAt)} in ${f.step}: ${f.reason}`);
