@@ -29,7 +29,14 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
   const report = {
     host: config.host,
     state,
-    running: context.run ? { id: context.run.id, startedAt: formatTime(context.run.startedAt), trigger: context.run.trigger } : null,
+    running: context.run
+      ? {
+          id: context.run.id,
+          startedAt: formatTime(context.run.startedAt),
+          trigger: context.run.trigger,
+          mode: context.run.mode ?? 'spool',
+        }
+      : null,
     lastSuccess: entryJson(context.lastSuccess),
     lastFailure: entryJson(context.lastFailure),
     consecutiveFailures: context.consecutiveFailures,
