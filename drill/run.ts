@@ -17,12 +17,11 @@
  * Everything lives in one temp dir, removed on success and kept (serial logs
  * included) on failure. The Debian template is cached (SYN3_DRILL_CACHE).
  */
-import { copyFileSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from '../src/system/run.js';
 import { isUserError } from '../src/errors.js';
 import { requireDrillTools } from './tools.js';
 import { ALLOWED_DIFFERENCES } from './allowed-differences.js';
@@ -32,7 +31,7 @@ import { readJobDisk, writeJobDisk, type Job, type JobResult } from './job-disk.
 import { installMachine, makeBackupDisk, type Machine, type MachineSpec } from './machine.js';
 import { boot, powerOffAll, serialText, type BootSpec } from './qemu.js';
 import { Report } from './report.js';
-import { cacheDir, ensureTemplate } from './template.js';
+import { cacheDir, ensureTemplate, guestNode } from './template.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DRILL_ROOT = join(PACKAGE_ROOT, 'drill');
@@ -360,17 +359,6 @@ function mountIdentity(dir: string): Record<string, string> {
   };
   (JSON.parse(readFileSync(join(dir, 'lsblk.json'), 'utf8')) as { blockdevices: Dev[] }).blockdevices.forEach(walk);
   return out;
-}
-
-/** This host's node, without its debug symbols (half the size), for the guests. */
-async function guestNode(): Promise<string> {
-  const file = join(cacheDir(), `node-${process.version}-${statSync(process.execPath).size}`);
-  if (!existsSync(file)) {
-    copyFileSync(process.execPath, `${file}.part`);
-    await run('strip', ['--strip-debug', `${file}.part`]).catch(() => undefined);
-    renameSync(`${file}.part`, file);
-  }
-  return file;
 }
 
 function readText(dir: string, name: string): string {

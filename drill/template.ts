@@ -6,13 +6,17 @@
  * (for the disk builder's short boots) and the builder's initramfs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../src/system/run.js';
 
-/** What an administrator's small server has, plus what syn3-backup drives, plus a database. */
+/**
+ * What an administrator's small server has, plus what syn3-backup drives, plus databases:
+ * PostgreSQL for the drill's spool module, MariaDB for the test lane's snapshot-mode specs
+ * (the drill's machines keep it disabled: see install-machine.sh).
+ */
 export const PACKAGES = [
   'linux-image-cloud-amd64',
   'grub-pc-bin',
@@ -33,6 +37,8 @@ export const PACKAGES = [
   'e2fsprogs',
   'procps',
   'postgresql-15',
+  'mariadb-server',
+  'mariadb-client',
 ];
 const SUITE = 'bookworm';
 const EXCLUDED_DOCS = ['/usr/share/man/*', '/usr/share/doc/*', '/usr/share/locale/*', '/usr/share/info/*'];
@@ -102,6 +108,18 @@ export async function ensureTemplate(drillRoot: string, log: (m: string) => void
     built.push('builder initramfs');
   }
   return { tar, kernel: join(kernelRoot, 'boot', vmlinuz), kernelRoot, builderInitrd, built };
+}
+
+/** This host's node, without its debug symbols (half the size), for the guests (the drill's machines, the test lane). */
+export async function guestNode(): Promise<string> {
+  const file = join(cacheDir(), `node-${process.version}-${statSync(process.execPath).size}`);
+  if (!existsSync(file)) {
+    await mkdir(cacheDir(), { recursive: true });
+    copyFileSync(process.execPath, `${file}.part`);
+    await run('strip', ['--strip-debug', `${file}.part`]).catch(() => undefined);
+    renameSync(`${file}.part`, file);
+  }
+  return file;
 }
 
 function isFile(path: string): boolean {

@@ -75,6 +75,10 @@ install -m 0755 "$GUEST/fingerprint" "$M/usr/local/sbin/drill-fingerprint"
 install -m 0644 "$GUEST/drill-agent.service" "$M/etc/systemd/system/drill-agent.service"
 ln -sf /etc/systemd/system/drill-agent.service "$M/etc/systemd/system/multi-user.target.wants/drill-agent.service"
 
+# MariaDB is in the template for the test lane; the drill's server does not run it
+# (a database nobody backs up would change under the fingerprint and slow every boot).
+ln -sfn /dev/null "$M/etc/systemd/system/mariadb.service"
+
 # serial console for the kernel and GRUB, so the harness reads every boot
 cat > "$M/etc/default/grub" <<G
 GRUB_DEFAULT=0
