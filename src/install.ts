@@ -1,7 +1,7 @@
 /**
  * The side effects of `syn3-backup install`: the boot hooks, units, cron job,
- * wrapper and example configuration, written under a prefix (a sandbox root in
- * the tests, / for real). Every file is compared first, so a second run changes
+ * wrapper, example configuration and example database modules, written under a
+ * prefix (a sandbox root in the tests, / for real). Every file is compared first, so a second run changes
  * nothing and says so; writes go through writeDurable and set the mode
  * explicitly.
  */
@@ -46,7 +46,12 @@ export const INSTALL_PATHS = {
   cron: '/etc/cron.d/syn3-backup',
   wrapper: '/usr/local/bin/syn3-backup',
   config: '/etc/syn3-backup/config.yaml',
+  /** The database modules shipped as examples: not executable, and not in paths.modules, so none runs until enabled. */
+  moduleExamples: '/etc/syn3-backup/modules.examples',
 } as const;
+
+/** Where the example modules sit in the package, beside boot/. */
+export const MODULE_EXAMPLES_SOURCE = join('examples', 'modules');
 
 export type InstallItem =
   | {
@@ -111,6 +116,24 @@ export function readBootFile(root: string, name: string): string {
   }
 }
 
+/**
+ * The example modules of the package by name, or undefined when this copy of the package has none
+ * (one made of package.json, boot/ and dist/ alone): the rest of the install does not need them.
+ */
+export function readModuleExamples(root: string): Array<{ name: string; content: string }> | undefined {
+  const dir = join(root, MODULE_EXAMPLES_SOURCE);
+  if (!existsSync(dir)) return undefined;
+  return readdirSync(dir)
+    .filter((name) => /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) && lstatSync(join(dir, name)).isFile())
+    .sort()
+    .map((name) => ({ name, content: readFileSync(join(dir, name), 'utf8') }));
+}
+
+/** The command that enables one example module: a root-only copy in the modules directory. */
+export function enableModuleCommand(name: string, modulesDir: string): string {
+  return `install -D -m 0700 ${join(INSTALL_PATHS.moduleExamples, name)} ${join(modulesDir, name)}`;
+}
+
 export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
@@ -155,6 +178,12 @@ export function requireTrustedCheckout(o: Pick<PlanOptions, 'packageRoot' | 'nod
   const boot = join(o.packageRoot, 'boot');
   requireTrusted(boot, 'directory', "syn3-backup's boot files");
   for (const name of readdirSync(boot)) requireTrusted(join(boot, name), 'file', `the boot file ${name}`);
+  // An example module, once enabled, runs as root too.
+  const examples = join(o.packageRoot, MODULE_EXAMPLES_SOURCE);
+  if (existsSync(examples)) {
+    requireTrusted(examples, 'directory', "syn3-backup's example modules");
+    for (const name of readdirSync(examples)) requireTrusted(join(examples, name), 'file', `the example module ${name}`);
+  }
 }
 
 export function installPlan(o: PlanOptions): InstallItem[] {
@@ -174,6 +203,10 @@ export function installPlan(o: PlanOptions): InstallItem[] {
     { kind: 'enable', path: P.resumeWants, unit: 'syn3-backup-resume.service', target: P.resumeService, enabled: true },
     { kind: 'enable', path: P.timerWants, unit: 'syn3-backup.timer', target: P.tickTimer, enabled: o.scheduler === 'timer', now: true },
   ];
+  // Kept up to date like the boot files: they are the package's, to be copied, not edited in place.
+  for (const { name, content } of readModuleExamples(o.packageRoot) ?? []) {
+    items.push({ kind: 'file', path: join(P.moduleExamples, name), content, mode: 0o644 });
+  }
   return items;
 }
 

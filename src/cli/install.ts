@@ -1,8 +1,9 @@
 /**
  * `install`: puts the boot side of syn3-backup in place (initramfs hook and
  * local-premount script, post.restore, the first-boot unit), the hourly tick
- * (cron job or systemd timer), /usr/local/bin/syn3-backup and, when there is
- * none, an example configuration. Safe to run again: it reports each path as
+ * (cron job or systemd timer), /usr/local/bin/syn3-backup, the example database
+ * modules (in /etc/syn3-backup/modules.examples, where none runs) and, when
+ * there is none, an example configuration. Safe to run again: it reports each path as
  * created, updated or unchanged. --prefix installs into another root (for
  * packaging and the tests); only with / does it call systemctl and
  * update-initramfs.
@@ -14,8 +15,11 @@ import {
   applyEnable,
   applyFile,
   daemonReload,
+  enableModuleCommand,
+  INSTALL_PATHS,
   installPlan,
   packageRoot,
+  readModuleExamples,
   SCHEDULERS,
   systemdRunning,
   updateInitramfs,
@@ -26,6 +30,7 @@ import {
 import { EXIT, UserError } from '../errors.js';
 import { EXAMPLE_CONFIG } from './config.js';
 import { trustSchema } from '../config/trust-config.js';
+import { configSchema } from '../config/schema.js';
 import { createSigningKey } from '../signing/keys.js';
 import { configOnly, printJson, type GlobalOptions } from './context.js';
 import { papersSentence } from './key.js';
@@ -47,6 +52,19 @@ export interface InstallReport {
   files: ItemResult[];
   commands: CommandResult[];
   warnings: string[];
+  /** The example modules installed, and how an administrator enables one. */
+  moduleExamples: ModuleExamples;
+}
+
+export interface ModuleExamples {
+  /** Where they are on the installed system. */
+  directory: string;
+  /** Their names (empty when the package has no examples/modules). */
+  modules: string[];
+  /** paths.modules, where an enabled module goes. */
+  modulesDirectory: string;
+  /** The command that enables the first one, as an example. */
+  enable?: string;
 }
 
 export async function installCommand(options: InstallOptions): Promise<number> {
@@ -67,6 +85,11 @@ export async function installCommand(options: InstallOptions): Promise<number> {
   if (!existsSync(cli))
     warnings.push(`${cli} does not exist yet: run "npm run build" in ${root}, or /usr/local/bin/syn3-backup will not start`);
 
+  const examples = readModuleExamples(root);
+  if (!examples)
+    warnings.push(
+      `${join(root, 'examples', 'modules')} is missing: no example database modules were installed (a complete checkout has them)`,
+    );
   const plan = installPlan({ packageRoot: root, scheduler, node, cli, exampleConfig: EXAMPLE_CONFIG });
   const files: ItemResult[] = [];
   const commands: CommandResult[] = [];
@@ -96,7 +119,12 @@ export async function installCommand(options: InstallOptions): Promise<number> {
       warnings.push(`${initramfs.command}: ${initramfs.detail ?? initramfs.status}`);
   }
 
-  const report: InstallReport = { prefix, dryRun, scheduler, node, cli, files, commands, warnings };
+  const moduleExamples = moduleExamplesOf(
+    options,
+    real,
+    (examples ?? []).map((e) => e.name),
+  );
+  const report: InstallReport = { prefix, dryRun, scheduler, node, cli, files, commands, warnings, moduleExamples };
   if (options.json) printJson(report);
   else
     process.stdout.write(
@@ -123,6 +151,25 @@ function signingKeyPath(options: InstallOptions): string {
   } catch {
     return trustSchema.parse({}).signing_key;
   }
+}
+
+/** paths.modules of the installed configuration on the real root; the default under a prefix, or when that does not load. */
+function moduleExamplesOf(options: InstallOptions, real: boolean, modules: string[]): ModuleExamples {
+  let modulesDirectory = configSchema.shape.paths.parse(undefined).modules;
+  if (real) {
+    try {
+      modulesDirectory = configOnly(options).paths.modules;
+    } catch {
+      // The example configuration names the default.
+    }
+  }
+  const first = modules.find((m) => m.endsWith('.backup')) ?? modules[0];
+  return {
+    directory: INSTALL_PATHS.moduleExamples,
+    modules,
+    modulesDirectory,
+    ...(first ? { enable: enableModuleCommand(first, modulesDirectory) } : {}),
+  };
 }
 
 function parseScheduler(value: string | undefined): Scheduler {
@@ -171,5 +218,15 @@ function humanReport(r: InstallReport): string {
   const width = Math.max(...all.map(([v]) => v.length));
   const lines = all.map(([v, what]) => `${v.padEnd(width)}  ${what}`);
   const head = r.dryRun ? `dry run: nothing was changed under ${r.prefix}` : `installed under ${r.prefix} (scheduler: ${r.scheduler})`;
-  return `${head}\n${lines.join('\n')}\n`;
+  return `${head}\n${lines.join('\n')}\n${examplesParagraph(r.moduleExamples)}`;
+}
+
+function examplesParagraph(m: ModuleExamples): string {
+  if (!m.enable) return '';
+  return [
+    `Database modules (MariaDB, PostgreSQL) are in ${m.directory} as examples, not run. To enable one, copy it`,
+    `into paths.modules as root with mode 0700, e.g. ${m.enable}`,
+    "(.backup and .restore for spool mode, .freeze for snapshot mode; see README there and each file's header).",
+    '',
+  ].join('\n');
 }

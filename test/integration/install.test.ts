@@ -1,6 +1,7 @@
 // `syn3-backup install --prefix <sandbox root>`: every file lands with its mode,
-// a second run changes nothing, the configuration is never overwritten, and
-// --dry-run writes nothing. Runs the built CLI when it has the install command,
+// a second run changes nothing, the configuration is never overwritten,
+// --dry-run writes nothing, and the example database modules land where none
+// of them runs. Runs the built CLI when it has the install command,
 // otherwise installCommand in this process.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
@@ -78,6 +79,8 @@ async function installJson(prefix: string, ...args: string[]): Promise<InstallRe
 }
 
 const boot = (name: string) => readFileSync(join(REPO_ROOT, 'boot', name), 'utf8');
+const EXAMPLES = join(REPO_ROOT, 'examples', 'modules');
+const exampleNames = readdirSync(EXAMPLES).sort();
 const modeOf = (file: string) => lstatSync(file).mode & 0o7777;
 const actions = (report: InstallReport) => Object.fromEntries(report.files.map((f) => [f.path, f.action]));
 
@@ -126,6 +129,46 @@ describe(`syn3-backup install --prefix (${CLI_HAS_INSTALL ? 'built CLI' : 'insta
     // Directories the installer creates are readable by all, like the ones dpkg makes.
     expect(modeOf(at('/etc/postinst.d'))).toBe(0o755);
     expect(modeOf(at('/usr/share/initramfs-tools/scripts/local-premount'))).toBe(0o755);
+  });
+
+  it('copies the example database modules into /etc/syn3-backup/modules.examples, none of them executable', async () => {
+    const report = await installJson(prefix);
+    expect(exampleNames).toEqual(expect.arrayContaining(['mariadb.freeze', 'mariadb.backup', 'postgresql.freeze', 'postgresql.restore']));
+    expect(report.moduleExamples.modules).toEqual(exampleNames);
+    for (const name of exampleNames) {
+      const path = join(INSTALL_PATHS.moduleExamples, name);
+      expect(readFileSync(at(path), 'utf8'), path).toBe(readFileSync(join(EXAMPLES, name), 'utf8'));
+      expect(modeOf(at(path)).toString(8), path).toBe('644');
+      expect(actions(report)[path], path).toBe('created');
+    }
+    expect(readdirSync(at(INSTALL_PATHS.moduleExamples)).sort()).toEqual(exampleNames);
+    // Nothing lands in the modules directory: enabling one is the administrator's choice.
+    expect(existsSync(at('/usr/backup/modules'))).toBe(false);
+  });
+
+  it('says how to enable an example module: a 0700 copy in paths.modules', async () => {
+    const enable = 'install -D -m 0700 /etc/syn3-backup/modules.examples/mariadb.backup /usr/backup/modules/mariadb.backup';
+    const report = await installJson(prefix);
+    expect(report.moduleExamples).toMatchObject({
+      directory: '/etc/syn3-backup/modules.examples',
+      modulesDirectory: '/usr/backup/modules',
+      enable,
+    });
+    const human = await install(['--prefix', prefix]);
+    expect(human.exitCode).toBe(0);
+    expect(human.stdout).toContain(enable);
+    expect(human.stdout).toMatch(/examples, not run/);
+  });
+
+  it("puts back an example module that was edited in place (the examples are the package's, copies are the administrator's)", async () => {
+    await installJson(prefix);
+    const path = join(INSTALL_PATHS.moduleExamples, 'postgresql.freeze');
+    writeFileSync(at(path), '#!/bin/bash\necho frozen\n');
+    chmodSync(at(path), 0o755);
+    const report = await installJson(prefix);
+    expect(actions(report)[path]).toBe('updated');
+    expect(readFileSync(at(path), 'utf8')).toBe(readFileSync(join(EXAMPLES, 'postgresql.freeze'), 'utf8'));
+    expect(modeOf(at(path))).toBe(0o644);
   });
 
   it('the installed wrapper starts this syn3-backup', async () => {
