@@ -1,0 +1,181 @@
+/**
+ * What a lane guest boots: the drill's cached Debian template and cloud kernel
+ * (drill/template.ts), made into the lane's own root image and initramfs, both
+ * cached beside the template and rebuilt when missing. The image's name holds
+ * the template's key, node's version and a hash of the lane's guest files, so a
+ * change to any of them builds a new one. Guests boot it with snapshot=on: none
+ * of them changes it. The program under test is not in it: each boot gets the
+ * current build on a disk of its own (programDisk).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { run } from '../../src/system/run.js';
+import { cacheDir, ensureTemplate, guestNode } from '../../drill/template.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = resolve(HERE, '..', '..');
+const GUEST_DIR = join(HERE, 'guest');
+/** Room on the root for what the specs install or write there (sparse: costs nothing until written). */
+const ROOT_SPARE_MIB = 2048;
+
+/** LVM without udev or dmeventd: it makes its own device nodes and waits for no one. */
+const LVM_CONF = `# the test lane's LVM: no udev, no lvmetad, no dmeventd (test/lane/image.ts)
+devices { obtain_device_list_from_udev = 0 }
+activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
+global { locking_dir = "/run/lock/lvm" }
+`;
+
+/** The wrapper an administrator's install would write: the current build on the program disk, with the guest's node. */
+const WRAPPER = `#!/bin/sh
+exec /usr/local/bin/node /opt/syn3-backup/dist/bin/syn3-backup.mjs "$@"
+`;
+
+export interface LaneImage {
+  kernel: string;
+  /** The kernel's release, as uname -r says it in the guest. */
+  kernelRelease: string;
+  initrd: string;
+  root: string;
+  /** What this call had to build (empty when all came from the cache), each with its seconds. */
+  built: { what: string; seconds: number }[];
+}
+
+export async function ensureLaneImage(log: (line: string) => void): Promise<LaneImage> {
+  const built: LaneImage['built'] = [];
+  let t = performance.now();
+  const template = await ensureTemplate(join(REPO_ROOT, 'drill'), log);
+  if (template.built.length) built.push({ what: `drill template (${template.built.join(', ')})`, seconds: since(t) });
+  t = performance.now();
+  const node = await guestNode();
+  const kernelRelease = basename(template.kernel).replace(/^vmlinuz-/, '');
+  const agent = await bundleAgent();
+  const key = hash(
+    JSON.stringify({
+      template: basename(template.tar),
+      node: basename(node),
+      build: readFileSync(fileURLToPath(import.meta.url), 'utf8'),
+      lvm: LVM_CONF,
+      wrapper: WRAPPER,
+      agent,
+      init: readFileSync(join(GUEST_DIR, 'init.sh'), 'utf8'),
+    }),
+  );
+  const dir = cacheDir();
+  const root = join(dir, `lane-root-${key}.img`);
+  if (!existsSync(root)) {
+    log(`building the lane's root image (cached as ${root})`);
+    await buildRoot(template.tar, node, agent, root);
+    await removeOthers(dir, 'lane-root-', basename(root));
+    built.push({ what: 'lane root image', seconds: since(t) });
+  }
+  t = performance.now();
+  const script = join(GUEST_DIR, 'initramfs.sh');
+  const initrd = join(dir, `lane-initrd-${hash(basename(template.tar) + readFileSync(script, 'utf8'))}.cpio.gz`);
+  if (!existsSync(initrd)) {
+    log("building the lane's initramfs");
+    const part = `${initrd}.${process.pid}.part`;
+    await run(script, [template.kernelRoot, part]);
+    await rename(part, initrd);
+    await removeOthers(dir, 'lane-initrd-', basename(initrd));
+    built.push({ what: 'lane initramfs', seconds: since(t) });
+  }
+  return { kernel: template.kernel, kernelRelease, initrd, root, built };
+}
+
+/** The agent in one file of plain JavaScript for the guest's node. */
+async function bundleAgent(): Promise<string> {
+  const r = await build({
+    entryPoints: [join(GUEST_DIR, 'agent.ts')],
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'warning',
+  });
+  return r.outputFiles[0]!.text;
+}
+
+/** The template unpacked, node, the init, the agent, busybox, LVM's settings; then mkfs.ext4 -d: no loop device, no mount. */
+async function buildRoot(templateTar: string, node: string, agent: string, image: string): Promise<void> {
+  const stage = await mkdtemp(join(tmpdir(), 'syn3-lane-root-'));
+  const part = `${image}.${process.pid}.part`;
+  try {
+    await chmod(stage, 0o755);
+    await run('tar', ['-xpf', templateTar, '-C', stage, '--numeric-owner', '--xattrs', '--xattrs-include=*'], { timeoutMs: 10 * 60_000 });
+    await copyFile(node, join(stage, 'usr/local/bin/node'));
+    await chmod(join(stage, 'usr/local/bin/node'), 0o755);
+    await writeFile(join(stage, 'usr/local/bin/syn3-backup'), WRAPPER, { mode: 0o755 });
+    await mkdir(join(stage, 'lane'), { mode: 0o755 });
+    await writeFile(join(stage, 'lane/agent.mjs'), agent, { mode: 0o644 });
+    await copyFile(join(GUEST_DIR, 'init.sh'), join(stage, 'lane/init'));
+    await chmod(join(stage, 'lane/init'), 0o755);
+    await copyFile('/bin/busybox', join(stage, 'lane/busybox'));
+    await chmod(join(stage, 'lane/busybox'), 0o755);
+    await writeFile(join(stage, 'etc/lvm/lvm.conf'), LVM_CONF);
+    await mkdir(join(stage, 'opt/syn3-backup'), { recursive: true, mode: 0o755 });
+    await writeFile(join(stage, 'etc/hostname'), 'lane\n');
+    await writeFile(join(stage, 'etc/hosts'), '127.0.0.1\tlocalhost\n127.0.1.1\tlane\n');
+    await writeFile(join(stage, 'etc/fstab'), '# the test lane mounts what it needs in /lane/init\n');
+    const usedMiB = Number((await run('du', ['-sm', '--apparent-size', stage])).stdout.split(/\s/)[0]);
+    await run('truncate', ['-s', `${Math.ceil(usedMiB * 1.15) + ROOT_SPARE_MIB}M`, part]);
+    await run('mkfs.ext4', ['-q', '-L', 'lane-root', '-E', 'root_owner=0:0', '-d', stage, part], { timeoutMs: 10 * 60_000 });
+    await rename(part, image);
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+    await rm(part, { force: true });
+  }
+}
+
+/**
+ * The disk that brings the current build into a guest: package.json, boot/ and
+ * dist/bin/ (the bundled CLI and its chunks) laid out as in the repository,
+ * plus the folders a spec names, as an ext4 image the guest mounts read-only
+ * at /opt/syn3-backup. Everything on it is root's and not writable by others,
+ * as the trust rule wants of what the program runs from.
+ */
+export async function programDisk(file: string, share: string[] = []): Promise<void> {
+  const cli = join(REPO_ROOT, 'dist/bin/syn3-backup.mjs');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first (npm test does)`);
+  const stage = `${file}.d`;
+  await rm(stage, { recursive: true, force: true });
+  await mkdir(join(stage, 'dist'), { recursive: true });
+  try {
+    for (const path of ['package.json', 'boot', 'dist/bin', ...share]) {
+      const from = resolve(REPO_ROOT, path);
+      const rel = relative(REPO_ROOT, from);
+      if (rel.startsWith('..') || !existsSync(from)) throw new Error(`cannot share ${path}: not a path inside ${REPO_ROOT}`);
+      await mkdir(dirname(join(stage, rel)), { recursive: true });
+      await run('cp', ['-a', from, join(stage, rel)]);
+    }
+    await run('chown', ['-R', '0:0', stage]);
+    await run('chmod', ['-R', 'go-w', stage]);
+    await chmod(stage, 0o755);
+    const usedMiB = Number((await run('du', ['-sm', '--apparent-size', stage])).stdout.split(/\s/)[0]);
+    await run('truncate', ['-s', `${Math.ceil(usedMiB * 1.3) + 16}M`, file]);
+    await run('mkfs.ext4', ['-q', '-L', 'lane-prog', '-E', 'root_owner=0:0', '-d', stage, file]);
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+}
+
+/** Older lane images and initramfs files in the cache: each is a new one's predecessor. */
+async function removeOthers(dir: string, prefix: string, keep: string): Promise<void> {
+  for (const f of await readdir(dir)) {
+    if (f.startsWith(prefix) && f !== keep && !f.endsWith('.part')) await rm(join(dir, f), { force: true });
+  }
+}
+
+function since(t: number): number {
+  return (performance.now() - t) / 1000;
+}
+
+function hash(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 12);
+}
