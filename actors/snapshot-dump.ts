@@ -39,16 +39,21 @@ export async function dumpSnapshot(r: SnapshotDumpRequest): Promise<DumpResult> 
     try {
       result = await dumpHome({ ...r, home: r.mountDir, dumpTimeFile: r.timeFile, signal });
     } catch (e) {
-      throw watch.invalid() ? exhausted(r.snapshot, e) : e;
+      // An overflowed snapshot often makes xfsdump fail (I/O errors) before the watch looks again.
+      throw watch.invalid() || (await invalidNow(lv)) ? exhausted(r.snapshot, e) : e;
     }
     watch.stop();
-    const after = await currentState(lv);
-    if (!after || snapshotInvalid(after)) throw exhausted(r.snapshot);
+    if (await invalidNow(lv)) throw exhausted(r.snapshot);
     return result;
   } finally {
     watch.stop();
     await release(lv, r);
   }
+}
+
+async function invalidNow(lv: LogicalVolume): Promise<boolean> {
+  const now = await currentState(lv).catch(() => lv);
+  return !now || snapshotInvalid(now);
 }
 
 async function findSnapshot(s: SnapshotTaken): Promise<LogicalVolume> {

@@ -55,7 +55,8 @@ export async function freezeAll(modules: readonly string[], o: FreezeOptions): P
 }
 
 function launch(file: string, o: FreezeOptions): Held {
-  const child = start(file, [], { stdin: 'pipe', stdout: 'pipe', env: o.env, cwd: o.cwd });
+  // Its own process group: a freezer that must be killed goes with whatever it started.
+  const child = start(file, [], { stdin: 'pipe', stdout: 'pipe', env: o.env, cwd: o.cwd, processGroup: true });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     stderr = (stderr + d).slice(-16_384);
@@ -78,9 +79,12 @@ function launch(file: string, o: FreezeOptions): Held {
       child.once('exit', (code, signal) => {
         h.exited = true;
         // What it said last is still in the pipe: give it a moment to arrive.
-        void Promise.race([settled, new Promise((r) => setTimeout(r, 200))]).then(() =>
-          resolve({ code, ...(signal ? { signal } : {}), stderr }),
-        );
+        void Promise.race([settled, new Promise((r) => setTimeout(r, 200))]).then(() => {
+          // A stray child of the freezer may still hold its pipes: they must not keep this process alive.
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+          resolve({ code, ...(signal ? { signal } : {}), stderr });
+        });
       });
     }),
   };
@@ -123,13 +127,21 @@ function untilFrozen(h: Held, o: FreezeOptions): Promise<void> {
   });
 }
 
+function killGroup(h: Held): void {
+  try {
+    if (h.child.pid) process.kill(-h.child.pid, 'SIGKILL');
+  } catch {
+    h.child.kill('SIGKILL');
+  }
+}
+
 /** Closes each freezer's stdin, last started first, and waits for it to exit; returns when the last has. */
 async function thaw(held: Held[], o: FreezeOptions): Promise<number> {
   const problems: string[] = [];
   for (const h of [...held].reverse()) {
     const early = h.exited;
     h.child.stdin?.end();
-    const timer = setTimeout(() => h.child.kill('SIGKILL'), o.timeoutMs);
+    const timer = setTimeout(() => killGroup(h), o.timeoutMs);
     const x = await h.exit;
     clearTimeout(timer);
     if (early) problems.push(`${h.file} ended while it should have held its freeze (exit ${x.code ?? x.signal})`);

@@ -61,13 +61,15 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
 export function start(
   cmd: string,
   args: readonly string[],
-  options: RunOptions & { stdin?: 'pipe' | 'ignore'; stdout?: 'pipe' | 'ignore' } = {},
+  options: RunOptions & { stdin?: 'pipe' | 'ignore'; stdout?: 'pipe' | 'ignore'; processGroup?: boolean } = {},
 ): ResultPromise {
   return execa(cmd, args, {
     ...baseOptions(options),
     stdin: options.stdin ?? 'ignore',
     stdout: options.stdout ?? 'pipe',
     buffer: { stdout: false, stderr: true },
+    // In a process group of its own, the program and whatever it started can be killed together.
+    ...(options.processGroup ? { detached: true } : {}),
   });
 }
 

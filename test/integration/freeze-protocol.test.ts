@@ -45,6 +45,15 @@ async function failure(p: Promise<unknown>): Promise<UserError> {
   return e as UserError;
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function eventually(check: () => boolean, withinMs: number): Promise<number> {
   const t0 = Date.now();
   while (!check()) {
@@ -77,11 +86,14 @@ describe('freezers (modules/*.freeze)', () => {
   it('that never says frozen fail the step after freeze_timeout, and the freezes already held are released', async () => {
     rmSync(journal, { force: true });
     const a = holds('a');
-    const silent = freezer('silent', 'sleep 30');
+    // What it started holds its pipes too: it is killed with it, as one process group.
+    const silent = freezer('silent', `sleep 30 &\necho $! > ${dir}/silent.child\nwait`);
     const e = await failure(freezeAll([a, silent], options(800)));
     expect(e.message).toMatch(/freezer .*silent\.freeze did not say "frozen" within 1 s/);
     expect(e.hint).toMatch(/snapshot\.freeze_timeout/);
     expect(journalLines()).toContain('thaw a');
+    const child = Number(readFileSync(join(dir, 'silent.child'), 'utf8'));
+    await eventually(() => !alive(child), 1000);
   });
 
   it('that exit 1 before frozen fail the step with what they said, and the freezes already held are released', async () => {
