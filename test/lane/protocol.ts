@@ -28,6 +28,7 @@ export type Request =
 export interface RunResult {
   /** The exit status; 128 + the signal's number when a signal ended it; 127 when it could not start. */
   exitCode: number;
+  /** Decoded as UTF-8, at most 32 MiB each: binary or big results go through a file and readFile. */
   stdout: string;
   stderr: string;
   /** The signal that ended it, if one did. */
