@@ -16,6 +16,9 @@ APT_PACKAGES=(xfsprogs xfsdump rsync acl attr e2fsprogs util-linux fdisk zstd gr
 # the drill's disk builder, binutils to strip the guests' node; e2fsprogs (above) makes the lane's disks.
 # --drill is still accepted: the drill needs nothing more than the tests now.
 APT_PACKAGES+=(qemu-system-x86 mmdebstrap cpio lvm2 binutils)
+# The shipped database modules (examples/modules) are tested against real servers started in a temp
+# dir; shellcheck checks them as scripts.
+APT_PACKAGES+=(postgresql mariadb-server mariadb-client shellcheck)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup: run as root: the tests create loop devices and mount XFS file systems" >&2

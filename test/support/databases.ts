@@ -19,6 +19,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -33,9 +34,14 @@ export const MODULES_SOURCE = join(REPO_ROOT, 'examples', 'modules');
 
 const { track, untrack } = safetyNet();
 
+const PG_LIB = '/usr/lib/postgresql';
+
+/** A tool on PATH, or PostgreSQL's own (Debian keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, off PATH). */
 function onPath(tool: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : undefined;
+  if (r.status === 0) return r.stdout.trim();
+  const versions = existsSync(PG_LIB) ? readdirSync(PG_LIB).sort((a, b) => Number(b) - Number(a)) : [];
+  return versions.map((v) => join(PG_LIB, v, 'bin', tool)).find((f) => existsSync(f));
 }
 
 function account(name: string): { uid: number; gid: number } | undefined {
