@@ -10,6 +10,11 @@ export const EXAMPLE_CONFIG = `# /etc/syn3-backup/config.yaml
 schedule:
   daily: "02:00"          # or: every: 6h   or: cron: "0 2 * * 1-5"
 mode: spool               # run modules/*.backup into <home>/system/spool
+                          # or snapshot: /home on LVM, modules/*.freeze hold the databases
+                          # while it is snapshotted, and the snapshot is dumped
+# snapshot:
+#   size: 20%             # copy-on-write space: a share of /home's volume, or e.g. 4G
+#   freeze_timeout: 60s
 paths:
   root: /
   boot: /boot
