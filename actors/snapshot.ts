@@ -3,7 +3,7 @@
  * and an LVM snapshot of /home is taken. Every modules/*.freeze holds its
  * database while lvcreate runs (device-mapper freezes the file system itself),
  * then all are released, last first. The freeze window is measured from the
- * first freezer's start to the last one's exit. A snapshot left by an earlier
+ * first freezer's "frozen" to the last one's exit. A snapshot left by an earlier
  * run (killed mid-way) is found by its name prefix and tag and removed first,
  * so the step can simply run again.
  */
@@ -127,7 +127,7 @@ export async function takeSnapshot(r: SnapshotRequest): Promise<SnapshotTaken> {
     throw failed ?? e;
   }
   if (failed || !made) throw failed ?? new UserError('internal', 'lvcreate returned without a snapshot');
-  const freezeWindowMs = thawedAt - frozen.startedAt;
+  const freezeWindowMs = thawedAt - frozen.firstFrozenAt;
   r.log(
     `snapshot: ${origin.vg}/${name} (${formatBytes(bytes)}) of ${origin.name}; databases frozen for ${freezeWindowMs} ms by ${freezers.length} freezer(s)`,
   );

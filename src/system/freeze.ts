@@ -27,31 +27,42 @@ interface Held {
 }
 
 export interface Frozen {
-  /** When the first freezer was started: the freeze window begins here. */
+  /** When the first freezer was started. */
   startedAt: number;
+  /** When the first freezer said "frozen": the freeze window begins here (a freezer's checks before it freezes hold nothing). */
+  firstFrozenAt: number;
   /** When the last freezer said "frozen". */
   frozenAt: number;
   /** Thaws every freezer in reverse order; fails if one had ended before it was released, or did not thaw cleanly. */
   release(): Promise<{ thawedAt: number }>;
 }
 
-/** Starts the freezers in name order, each after the one before has said "frozen". */
+/**
+ * Starts the freezers in name order, all at once, and returns when every one has said "frozen":
+ * one after the other, the first database would stay frozen through all the others' preparations.
+ */
 export async function freezeAll(modules: readonly string[], o: FreezeOptions): Promise<Frozen> {
   const held: Held[] = [];
   const startedAt = Date.now();
+  let firstFrozenAt: number | undefined;
   try {
     for (const file of modules) {
       o.log(`freeze: starting ${file}`);
-      const h = launch(file, o);
-      held.push(h);
-      await untilFrozen(h, o);
-      o.log(`freeze: ${file} is frozen`);
+      held.push(launch(file, o));
     }
+    await Promise.all(
+      held.map(async (h) => {
+        await untilFrozen(h, o);
+        firstFrozenAt ??= Date.now();
+        o.log(`freeze: ${h.file} is frozen (${Date.now() - startedAt} ms after the start)`);
+      }),
+    );
   } catch (e) {
     await thaw(held, o).catch(() => undefined);
     throw e;
   }
-  return { startedAt, frozenAt: Date.now(), release: async () => ({ thawedAt: await thaw(held, o) }) };
+  const frozenAt = Date.now();
+  return { startedAt, firstFrozenAt: firstFrozenAt ?? frozenAt, frozenAt, release: async () => ({ thawedAt: await thaw(held, o) }) };
 }
 
 function launch(file: string, o: FreezeOptions): Held {

@@ -64,16 +64,29 @@ async function eventually(check: () => boolean, withinMs: number): Promise<numbe
 }
 
 describe('freezers (modules/*.freeze)', () => {
-  it('are started in name order, each after the one before said frozen, and released last first', async () => {
+  it('are started in name order, all at once, held until every one said frozen, and released last first', async () => {
     rmSync(journal, { force: true });
     const a = holds('a');
     const b = holds('b');
-    const frozen = await freezeAll([a, b], options());
-    expect(journalLines()).toEqual(['start a', 'start b']);
+    const o = options();
+    const frozen = await freezeAll([a, b], o);
+    expect(o.lines.filter((l) => l.startsWith('freeze: starting'))).toEqual([`freeze: starting ${a}`, `freeze: starting ${b}`]);
+    expect(journalLines().sort()).toEqual(['start a', 'start b']);
     const { thawedAt } = await frozen.release();
-    expect(journalLines()).toEqual(['start a', 'start b', 'thaw b', 'thaw a']);
+    expect(journalLines().slice(2)).toEqual(['thaw b', 'thaw a']);
     expect(thawedAt).toBeGreaterThanOrEqual(frozen.frozenAt);
-    expect(frozen.frozenAt).toBeGreaterThanOrEqual(frozen.startedAt);
+    expect(frozen.frozenAt).toBeGreaterThanOrEqual(frozen.firstFrozenAt);
+    expect(frozen.firstFrozenAt).toBeGreaterThanOrEqual(frozen.startedAt);
+  });
+
+  it('start together: the first says frozen only once the second has started, which one after the other would never do', async () => {
+    rmSync(journal, { force: true });
+    const waiting = freezer('waiting', `until grep -qx 'start second' ${journal}; do sleep 0.05; done\necho frozen\ncat > /dev/null`);
+    const second = freezer('second', 'echo frozen\ncat > /dev/null');
+    const frozen = await freezeAll([waiting, second], options(5000));
+    expect(journalLines().sort()).toEqual(['start second', 'start waiting']);
+    expect(frozen.frozenAt).toBeGreaterThanOrEqual(frozen.firstFrozenAt);
+    await frozen.release();
   });
 
   it('get the backup id and the mount point of /home in their environment', async () => {

@@ -72,7 +72,7 @@ export interface Mariadb {
 
 /**
  * mariadb-install-db (unless dataDir holds a system database already), then
- * mariadbd in the background as the agent's job "mariadb" (its own settings,
+ * mariadbd in the background as the agent's job "mariadb-<port>" (its own settings,
  * none of Debian's /etc/mysql; its log in /tmp/mariadb-<port>.err), until
  * mariadb-admin ping answers.
  */
@@ -85,7 +85,8 @@ export async function startMariadb(guest: Guest, dataDir: string, socket = '/run
     });
   }
   const errLog = `/tmp/mariadb-${port}.err`;
-  await guest.start('mariadb', [
+  const job = `mariadb-${port}`;
+  await guest.start(job, [
     'mariadbd',
     '--no-defaults',
     '--user=mysql',
@@ -104,7 +105,7 @@ export async function startMariadb(guest: Guest, dataDir: string, socket = '/run
     return new Error(`${what}; ${errLog}:\n    ${text.split('\n').slice(-15).join('\n    ')}\n(serial log ${guest.serialLog})`);
   };
   while ((await guest.run(ping)).exitCode !== 0) {
-    const r = await guest.wait('mariadb', 1000).catch(() => undefined);
+    const r = await guest.wait(job, 1000).catch(() => undefined);
     if (r) throw await why(`mariadbd ended with ${r.exitCode} before it answered`);
     if (Date.now() > deadline) throw await why(`mariadbd does not answer on ${socket} after 5 minutes`);
   }
@@ -120,7 +121,7 @@ export async function startMariadb(guest: Guest, dataDir: string, socket = '/run
       ).stdout,
     stop: async () => {
       await guest.ok(['mariadb-admin', '--no-defaults', `--socket=${socket}`, '-u', 'root', 'shutdown'], { timeoutMs: 5 * 60_000 });
-      const r = await guest.wait('mariadb', 5 * 60_000);
+      const r = await guest.wait(job, 5 * 60_000);
       if (r.exitCode !== 0) throw new Error(`mariadbd exited with ${r.exitCode}: ${r.stderr.trim().slice(-1500)}`);
     },
   };
