@@ -137,6 +137,14 @@ describe.skipIf(laneSkip())('the shipped freezers, with MariaDB and PostgreSQL o
       maria: Number((await g().readFile('/run/maria-writer.last')).toString()),
       pg: Number((await g().readFile('/run/pg-writer.last')).toString()),
     };
+    // How the window came about: the freezers' lines in the program's log.
+    const lines = (await g().readFile('/var/lib/syn3-backup/syn3-backup.log'))
+      .toString()
+      .split('\n')
+      .filter((l) => /"msg":"(freeze|snapshot): /.test(l))
+      .map((l) => JSON.parse(l) as { time: string; msg: string })
+      .map((l) => `${l.time.slice(11, 23)} ${l.msg}`);
+    console.info(`the freeze, from the program's log:\n  ${lines.slice(-12).join('\n  ')}`);
     console.info(
       `snapshot mode with the MariaDB and PostgreSQL freezers under write load: databases frozen ${status.lastSuccess.freezeWindowMs} ms (goal 2000 ms under TCG: ${status.lastSuccess.freezeWindowMs <= 2000 ? 'met' : 'missed'}); committed meanwhile: MariaDB ${committed.maria}, PostgreSQL ${committed.pg} rows`,
     );
