@@ -13,14 +13,14 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { run } from '../../src/system/run.js';
 import { cacheDir, ensureTemplate, guestNode } from '../../drill/template.js';
+import { REPO_ROOT } from '../support/cli.js';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-export const REPO_ROOT = resolve(HERE, '..', '..');
-const GUEST_DIR = join(HERE, 'guest');
+/** The repository, also when this runs compiled from dist/ (the bench): the guest's sources are read from it. */
+export { REPO_ROOT };
+const GUEST_DIR = join(REPO_ROOT, 'test', 'lane', 'guest');
 /** Room on the root for what the specs install or write there (sparse: costs nothing until written). */
 const ROOT_SPARE_MIB = 2048;
 
@@ -59,7 +59,7 @@ export async function ensureLaneImage(log: (line: string) => void): Promise<Lane
     JSON.stringify({
       template: basename(template.tar),
       node: basename(node),
-      build: readFileSync(fileURLToPath(import.meta.url), 'utf8'),
+      build: readFileSync(join(REPO_ROOT, 'test', 'lane', 'image.ts'), 'utf8'),
       lvm: LVM_CONF,
       wrapper: WRAPPER,
       agent,
