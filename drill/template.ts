@@ -15,7 +15,7 @@ import { run } from '../src/system/run.js';
 /**
  * What an administrator's small server has, plus what syn3-backup drives, plus databases:
  * PostgreSQL for the drill's spool module, MariaDB for the test lane's snapshot-mode specs
- * (the drill's machines keep it disabled: see install-machine.sh).
+ * (the drill's machines purge it: see install-machine.sh).
  */
 export const PACKAGES = [
   'linux-image-cloud-amd64',
