@@ -9,7 +9,7 @@
 import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import type { DumpResult, SnapshotTaken } from '../machines/types.js';
 import { UserError } from '../src/errors.js';
-import { currentState, removeSnapshot, snapshotInvalid, type LogicalVolume } from '../src/system/lvm.js';
+import { currentState, removeSnapshot, snapshotBroken, snapshotInvalid, type LogicalVolume } from '../src/system/lvm.js';
 import { mount, unmount } from '../src/system/mount.js';
 import { dumpHome, type DumpRequest } from './xfsdump.js';
 
@@ -31,7 +31,7 @@ export async function dumpSnapshot(r: SnapshotDumpRequest): Promise<DumpResult> 
   mkdirSync(r.mountDir, { recursive: true, mode: 0o700 });
   writeFileSync(r.timeFile, `${new Date(r.snapshot.takenAt).toISOString()}\n`, { mode: 0o600 });
   utimesSync(r.timeFile, r.snapshot.takenAt / 1000, r.snapshot.takenAt / 1000);
-  const watch = watchSnapshot(lv, r.watchEveryMs ?? 1000);
+  const watch = watchSnapshot(lv, r.watchEveryMs ?? 2000);
   try {
     await mount(lv.dmPath, r.mountDir, 'xfs', 'ro,nouuid');
     const signal = r.signal ? AbortSignal.any([r.signal, watch.signal]) : watch.signal;
@@ -66,7 +66,7 @@ async function findSnapshot(s: SnapshotTaken): Promise<LogicalVolume> {
   return lv;
 }
 
-/** Polls lvs; aborts the dump when the snapshot turns invalid or disappears (dmeventd may drop an overflowed one). */
+/** Polls device-mapper; aborts the dump when the snapshot turns invalid or disappears (dmeventd may drop an overflowed one). */
 function watchSnapshot(lv: LogicalVolume, everyMs: number) {
   const controller = new AbortController();
   let bad = false;
@@ -74,8 +74,7 @@ function watchSnapshot(lv: LogicalVolume, everyMs: number) {
   let timer: NodeJS.Timeout | undefined;
   const look = async () => {
     if (stopped) return;
-    const now = await currentState(lv).catch(() => lv);
-    if (!now || snapshotInvalid(now)) {
+    if (await snapshotBroken(lv)) {
       bad = true;
       controller.abort(new Error('the snapshot became invalid'));
       return;

@@ -66,7 +66,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         'blkid',
         'xfs_info',
         ...(target.localWrite ? ['tail', 'openssl'] : []),
-        ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'mount', 'umount'] : []),
+        ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'dmsetup', 'mount', 'umount'] : []),
       ]);
       const home = mountAt(paths.home);
       if (home?.fsType !== 'xfs') {

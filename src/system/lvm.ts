@@ -5,6 +5,7 @@
  * parsed from a human table.
  */
 import { realpathSync } from 'node:fs';
+import { basename } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { run } from './run.js';
@@ -136,6 +137,19 @@ export async function removeSnapshot(lv: LogicalVolume): Promise<void> {
 /** The fifth lv_attr character: I = invalid (the copy-on-write space ran out), and the snapshot's state. */
 export function snapshotInvalid(lv: LogicalVolume): boolean {
   return lv.attr[4] === 'I';
+}
+
+/**
+ * Whether device-mapper calls the snapshot invalid (or it is gone): dmsetup reads the one device's
+ * status, where lvs scans every volume's metadata, so it is cheap enough to ask every second or two.
+ */
+export async function snapshotBroken(lv: LogicalVolume): Promise<boolean> {
+  try {
+    const { stdout } = await run('dmsetup', ['status', basename(lv.dmPath)]);
+    return /\bInvalid\b/.test(stdout);
+  } catch {
+    return true;
+  }
 }
 
 export async function currentState(lv: Pick<LogicalVolume, 'vg' | 'name'>): Promise<LogicalVolume | undefined> {

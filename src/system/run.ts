@@ -28,6 +28,7 @@ const PACKAGE_OF: Record<string, string> = {
   vgs: 'lvm2',
   lvcreate: 'lvm2',
   lvremove: 'lvm2',
+  dmsetup: 'dmsetup',
 };
 
 export interface RunOptions {

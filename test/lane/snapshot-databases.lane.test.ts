@@ -9,30 +9,10 @@
 import { describe, expect, it } from 'vitest';
 import { type Mariadb, type Postgres, startMariadb, startPostgres } from './databases.js';
 import { type Guest, laneSkip, useGuest } from './guest.js';
+import { makeSnapshotServer, SERVER } from './snapshot-server.js';
 
 const MINUTES = 60_000;
-const ROOT = '/srv/root';
-const HOME = `${ROOT}/home`;
-const MODULES = '/etc/syn3-backup/modules';
-const CONFIG = '/etc/syn3-backup/config.yaml';
-
-const config = [
-  'host: lane',
-  'schedule:',
-  '  every: 1d',
-  'mode: snapshot',
-  'snapshot:',
-  '  size: 256M',
-  'paths:',
-  `  root: ${ROOT}`,
-  `  boot: ${ROOT}/boot`,
-  `  home: ${HOME}`,
-  `  modules: ${MODULES}`,
-  'target:',
-  '  type: file',
-  '  path: /backup',
-  '',
-].join('\n');
+const { home: HOME, modules: MODULES, config: CONFIG } = SERVER;
 
 describe.skipIf(laneSkip())('the shipped freezers, with MariaDB and PostgreSQL on /home (in a QEMU guest)', () => {
   const guest = useGuest({
@@ -49,23 +29,10 @@ describe.skipIf(laneSkip())('the shipped freezers, with MariaDB and PostgreSQL o
   let pg: Postgres;
 
   it('sets up /home on LVM with both databases on it, and both freezers enabled', { timeout: 15 * MINUTES }, async () => {
-    const vg = g().disk('vg');
-    const backup = g().disk('backup');
+    await makeSnapshotServer(g(), { homeMiB: 900, config: { size: '256M' } });
     await sh(
-      [
-        `pvcreate -q ${vg} && vgcreate -q vg0 ${vg}`,
-        'lvcreate -q -y -L 64M -n root vg0 && lvcreate -q -y -L 32M -n boot vg0 && lvcreate -q -y -L 900M -n home vg0',
-        // mkfs.xfs wants 300 MB at least: / and /boot are small ext4 here.
-        'mkfs.ext4 -q /dev/vg0/root && mkfs.ext4 -q /dev/vg0/boot && mkfs.xfs -q /dev/vg0/home',
-        `mkdir -p ${ROOT} && mount /dev/vg0/root ${ROOT} && mkdir -p ${ROOT}/boot ${HOME} ${ROOT}/etc`,
-        `mount /dev/vg0/boot ${ROOT}/boot && mount /dev/vg0/home ${HOME} && echo server > ${ROOT}/etc/hostname`,
-        `mkfs.xfs -q ${backup} && mkdir -p /backup && mount ${backup} /backup`,
-        `install -d -m 0700 /etc/syn3-backup ${MODULES}`,
-        `install -m 0700 /opt/syn3-backup/examples/modules/mariadb.freeze /opt/syn3-backup/examples/modules/postgresql.freeze ${MODULES}/`,
-      ].join(' && '),
+      `install -m 0700 /opt/syn3-backup/examples/modules/mariadb.freeze /opt/syn3-backup/examples/modules/postgresql.freeze ${MODULES}/`,
     );
-    await g().writeFile(CONFIG, config, 0o600);
-    await g().ok(['syn3-backup', 'key', 'init', '--config', CONFIG]);
     maria = await startMariadb(g(), `${HOME}/mysql`);
     pg = await startPostgres(g(), `${HOME}/pgdata`);
     await maria.sql('CREATE DATABASE shop; CREATE TABLE shop.orders (n INT PRIMARY KEY) ENGINE=InnoDB;');

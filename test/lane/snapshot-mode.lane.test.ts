@@ -7,46 +7,17 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type Guest, laneSkip, useGuest } from './guest.js';
+import { makeSnapshotServer, SERVER, snapshotConfig } from './snapshot-server.js';
 
 const MINUTES = 60_000;
 
-const ROOT = '/srv/root';
-const HOME = `${ROOT}/home`;
-const MODULES = '/etc/syn3-backup/modules';
-const STATE = '/var/lib/syn3-backup';
+const { home: HOME, modules: MODULES, state: STATE } = SERVER;
 const JOURNAL = '/run/freezers.journal';
 
 interface Listed {
   id: string;
   size: number;
   sha256: string;
-}
-
-function config(o: { size?: string; freezeTimeout?: string; home?: string } = {}): string {
-  return [
-    'host: lane',
-    'schedule:',
-    '  every: 1d',
-    'mode: snapshot',
-    'snapshot:',
-    `  size: ${o.size ?? '64M'}`,
-    `  freeze_timeout: ${o.freezeTimeout ?? '20s'}`,
-    'paths:',
-    `  root: ${ROOT}`,
-    `  boot: ${ROOT}/boot`,
-    `  home: ${o.home ?? HOME}`,
-    `  state: ${STATE}`,
-    `  modules: ${MODULES}`,
-    'target:',
-    '  type: file',
-    '  path: /backup',
-    '  retention:',
-    '    keep: 10',
-    'restore:',
-    '  update_grub: false',
-    '  update_initramfs: false',
-    '',
-  ].join('\n');
 }
 
 describe.skipIf(laneSkip())('snapshot mode (in a QEMU guest: LVM)', () => {
@@ -88,33 +59,15 @@ describe.skipIf(laneSkip())('snapshot mode (in a QEMU guest: LVM)', () => {
     }
   }
 
-  it('sets up: /home an XFS on vg0/home, / and /boot small file systems, the backup disk at /backup', {
+  it('sets up a server: /home an XFS on vg0/home, / and /boot small file systems, the backup disk at /backup', {
     timeout: 6 * MINUTES,
   }, async () => {
-    const vg = g().disk('vg');
+    await makeSnapshotServer(g(), { homeMiB: 400, config: { freezeTimeout: '20s' } });
+    // Something to back up: two users' files, and 64 MiB that keep the dump busy for a while.
     await sh(
-      [
-        `pvcreate -q ${vg}`,
-        `vgcreate -q vg0 ${vg}`,
-        'lvcreate -q -y -L 64M -n root vg0',
-        'lvcreate -q -y -L 32M -n boot vg0',
-        'lvcreate -q -y -L 400M -n home vg0',
-        // mkfs.xfs wants 300 MB at least: / and /boot are small ext4 here, as the layout allows.
-        'mkfs.ext4 -q -L root /dev/vg0/root',
-        'mkfs.ext4 -q -L boot /dev/vg0/boot',
-        'mkfs.xfs -q -L home /dev/vg0/home',
-        `mkdir -p ${ROOT} && mount /dev/vg0/root ${ROOT}`,
-        `mkdir -p ${ROOT}/boot ${HOME} ${ROOT}/etc ${ROOT}/usr/bin && mount /dev/vg0/boot ${ROOT}/boot && mount /dev/vg0/home ${HOME}`,
-        `echo server > ${ROOT}/etc/hostname && cp /bin/true ${ROOT}/usr/bin/ && echo kernel > ${ROOT}/boot/vmlinuz`,
-        `mkfs.xfs -q -L backup ${g().disk('backup')} && mkdir -p /backup && mount ${g().disk('backup')} /backup`,
-        `mkdir -p -m 0700 ${STATE} ${MODULES} /etc/syn3-backup`,
-        // Something to back up: two users' files, and 120 MiB that keep the dump busy for a while.
-        `mkdir -p ${HOME}/alice ${HOME}/bob && for i in $(seq 1 200); do echo "note $i" > ${HOME}/alice/n$i.txt; done`,
+      `mkdir -p ${HOME}/alice ${HOME}/bob && for i in $(seq 1 200); do echo "note $i" > ${HOME}/alice/n$i.txt; done && ` +
         `head -c 64M /dev/urandom > ${HOME}/bob/big.bin && echo first > ${HOME}/bob/a.txt`,
-      ].join(' && '),
     );
-    await g().writeFile('/etc/syn3-backup/config.yaml', config(), 0o600);
-    await g().ok(['syn3-backup', 'key', 'init', '--config', '/etc/syn3-backup/config.yaml']);
     const check = await cli(['config', 'check']);
     expect(check.exitCode, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/mode: snapshot/);
@@ -200,7 +153,7 @@ describe.skipIf(laneSkip())('snapshot mode (in a QEMU guest: LVM)', () => {
     await noFreezers();
     await freezer('10-hold.freeze', `echo frozen\ncat > /dev/null\necho "thaw 10-hold" >> ${JOURNAL}`);
     await freezer('20-silent.freeze', 'sleep 600');
-    await g().writeFile('/etc/syn3-backup/short.yaml', config({ freezeTimeout: '3s' }), 0o600);
+    await g().writeFile('/etc/syn3-backup/short.yaml', snapshotConfig({ freezeTimeout: '3s' }), 0o600);
     const before = await listed();
     const r = await cli(['backup'], '/etc/syn3-backup/short.yaml');
     expect(r.exitCode).toBe(3);
@@ -231,7 +184,7 @@ describe.skipIf(laneSkip())('snapshot mode (in a QEMU guest: LVM)', () => {
       '10-writer.freeze',
       `echo frozen\ncat > /dev/null\nsetsid bash -c 'dd if=/dev/urandom of="$SYN3_HOME/bob/churn.bin" bs=1M count=48 conv=fsync 2>/dev/null' </dev/null >/dev/null 2>&1 &`,
     );
-    await g().writeFile('/etc/syn3-backup/small.yaml', config({ size: '8M' }), 0o600);
+    await g().writeFile('/etc/syn3-backup/small.yaml', snapshotConfig({ size: '8M' }), 0o600);
     const before = await listed();
     const r = await cli(['backup'], '/etc/syn3-backup/small.yaml');
     expect(r.exitCode, r.stderr).not.toBe(0);
@@ -246,7 +199,7 @@ describe.skipIf(laneSkip())('snapshot mode (in a QEMU guest: LVM)', () => {
   it('refuses a /home that is not on LVM, saying so, before anything is written', { timeout: 6 * MINUTES }, async () => {
     await noFreezers();
     await sh(`mkfs.xfs -q -f ${g().disk('plain')} && mkdir -p /srv/plainhome && mount ${g().disk('plain')} /srv/plainhome`);
-    await g().writeFile('/etc/syn3-backup/plain.yaml', config({ home: '/srv/plainhome' }), 0o600);
+    await g().writeFile('/etc/syn3-backup/plain.yaml', snapshotConfig({ home: '/srv/plainhome' }), 0o600);
     const r = await cli(['backup'], '/etc/syn3-backup/plain.yaml');
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toMatch(/mode is snapshot, but \/srv\/plainhome is not on an LVM logical volume/);
@@ -255,7 +208,7 @@ describe.skipIf(laneSkip())('snapshot mode (in a QEMU guest: LVM)', () => {
   });
 
   it('refuses a snapshot the volume group has no room for, saying how much is free and needed', { timeout: 6 * MINUTES }, async () => {
-    await g().writeFile('/etc/syn3-backup/big.yaml', config({ size: '4G' }), 0o600);
+    await g().writeFile('/etc/syn3-backup/big.yaml', snapshotConfig({ size: '4G' }), 0o600);
     const before = await listed();
     const r = await cli(['backup'], '/etc/syn3-backup/big.yaml');
     expect(r.exitCode).toBe(3);
