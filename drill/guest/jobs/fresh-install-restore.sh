@@ -10,3 +10,7 @@ syn3-backup list --json > "$out/list.json"
 syn3-backup --log-format text restore --confirm "$(cat host)" --json > "$out/restore.json"
 cat "$out/restore.json"
 syn3-backup status --json > "$out/status.json" || true
+# What the initrd phase will find: the restored /home mounted at /home (its UUID), holding the marker.
+# (systemd once unmounted it behind the restore's back: the fresh fstab names the old UUID.)
+findmnt -n -o UUID,SOURCE --mountpoint /home > "$out/home-mount.txt" || echo "nothing mounted at /home" > "$out/home-mount.txt"
+ls -A /home > "$out/home-entries.txt" || true
