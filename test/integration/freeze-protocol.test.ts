@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
 import { freezeAll, type FreezeOptions } from '../../src/system/freeze.js';
 import { REPO_ROOT } from '../support/cli.js';
+import { alive, waitUntil } from '../support/restore-machines.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'syn3-freeze-'));
 const journal = join(dir, 'journal');
@@ -43,15 +44,6 @@ async function failure(p: Promise<unknown>): Promise<UserError> {
   );
   expect(e).toBeInstanceOf(UserError);
   return e as UserError;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function eventually(check: () => boolean, withinMs: number): Promise<number> {
@@ -106,7 +98,7 @@ describe('freezers (modules/*.freeze)', () => {
     expect(e.hint).toMatch(/snapshot\.freeze_timeout/);
     expect(journalLines()).toContain('thaw a');
     const child = Number(readFileSync(join(dir, 'silent.child'), 'utf8'));
-    await eventually(() => !alive(child), 1000);
+    await waitUntil("the silent freezer's child to be gone with it", async () => !alive(child), 1000);
   });
 
   it('that exit 1 before frozen fail the step with what they said, and the freezes already held are released', async () => {

@@ -364,7 +364,8 @@ export async function powerCut(m: NewMachine, child: ResultPromise): Promise<Res
   return result;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process of this pid exists (signal 0 only asks). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
