@@ -13,7 +13,6 @@ import {
   installModules,
   mariadbMissing,
   runModule,
-  skipWhenMissing,
   startFreezer as startFreezerOf,
   startMariadb,
   type InstalledModules,
@@ -35,7 +34,7 @@ afterEach(() => {
 
 const missing = mariadbMissing();
 
-describe.skipIf(skipWhenMissing(missing))('mariadb modules', () => {
+describe('mariadb modules', () => {
   let db: MariadbServer;
   let m: InstalledModules;
   beforeAll(async () => {

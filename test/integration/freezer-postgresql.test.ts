@@ -11,7 +11,6 @@ import {
   installModules,
   postgresMissing,
   runModule,
-  skipWhenMissing,
   startFreezer as startFreezerOf,
   startPostgres,
   type InstalledModules,
@@ -33,7 +32,7 @@ afterEach(() => {
 
 const missing = postgresMissing();
 
-describe.skipIf(skipWhenMissing(missing))('postgresql modules', () => {
+describe('postgresql modules', () => {
   let pg: PostgresServer;
   let m: InstalledModules;
   beforeAll(async () => {
@@ -148,7 +147,7 @@ describe.skipIf(skipWhenMissing(missing))('postgresql modules', () => {
   });
 });
 
-describe.skipIf(skipWhenMissing(missing))('postgresql.freeze with pg_wal linked elsewhere', () => {
+describe('postgresql.freeze with pg_wal linked elsewhere', () => {
   let pg: PostgresServer;
   let m: InstalledModules;
   beforeAll(async () => {

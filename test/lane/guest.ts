@@ -107,17 +107,6 @@ export function laneMissing(): string | undefined {
     : undefined;
 }
 
-/**
- * For describe.skipIf: true when the lane cannot run here and this is not CI.
- * In CI (CI=true) a missing prerequisite is never a skip: the guest's start fails, naming it.
- */
-export function laneSkip(): boolean {
-  const why = laneMissing();
-  if (!why || process.env.CI === 'true' || process.env.CI === '1') return false;
-  console.warn(`test lane skipped: ${why}`);
-  return true;
-}
-
 /** The QEMU processes of this process's guests: none may outlive it (Ctrl-C, a crash, a hung spec). */
 const running = new Set<ChildProcess>();
 let handlersInstalled = false;

@@ -10,12 +10,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startMariadb, startPostgres } from './databases.js';
-import { type Guest, laneSkip, useGuest } from './guest.js';
+import { type Guest, useGuest } from './guest.js';
 import { REPO_ROOT } from './image.js';
 
 const MINUTES = 60_000;
 
-describe.skipIf(laneSkip())('the test lane', () => {
+describe('the test lane', () => {
   const guest = useGuest({
     name: 'lane-smoke',
     disks: [

@@ -8,13 +8,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type Mariadb, type Postgres, startMariadb, startPostgres } from './databases.js';
-import { type Guest, laneSkip, useGuest } from './guest.js';
+import { type Guest, useGuest } from './guest.js';
 import { makeSnapshotServer, SERVER } from './snapshot-server.js';
 
 const MINUTES = 60_000;
 const { home: HOME, modules: MODULES, config: CONFIG } = SERVER;
 
-describe.skipIf(laneSkip())('the shipped freezers, with MariaDB and PostgreSQL on /home (in a QEMU guest)', () => {
+describe('the shipped freezers, with MariaDB and PostgreSQL on /home (in a QEMU guest)', () => {
   const guest = useGuest({
     name: 'snapshot-databases',
     disks: [

@@ -6,7 +6,7 @@
  * Each failure case checks that the earlier backup is still there and intact.
  */
 import { describe, expect, it } from 'vitest';
-import { type Guest, laneSkip, useGuest } from './guest.js';
+import { type Guest, useGuest } from './guest.js';
 import { makeSnapshotServer, SERVER, snapshotConfig } from './snapshot-server.js';
 
 const MINUTES = 60_000;
@@ -20,7 +20,7 @@ interface Listed {
   sha256: string;
 }
 
-describe.skipIf(laneSkip())('snapshot mode (in a QEMU guest: LVM)', () => {
+describe('snapshot mode (in a QEMU guest: LVM)', () => {
   const guest = useGuest({
     name: 'snapshot',
     disks: [

@@ -71,11 +71,6 @@ export function mariadbMissing(): string | undefined {
   );
 }
 
-/** Outside CI a missing server skips its tests; in CI it is a broken set-up, so they run and fail with `missing`. */
-export function skipWhenMissing(missing: string | undefined): boolean {
-  return missing !== undefined && process.env.CI !== 'true';
-}
-
 function must(cmd: string, args: string[], o: { input?: string } = {}): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', input: o.input, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.error?.message || ''}`);
