@@ -4,6 +4,7 @@
 // old UUIDs). A "new machine" is a fresh installation: root and home on their
 // own loop XFS volumes, boot on the first partition of a partitioned loop disk
 // whose MBR GRUB can take, all with labels and UUIDs of their own.
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -368,7 +369,15 @@ export async function powerCut(m: NewMachine, child: ResultPromise): Promise<Res
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  // A killed orphan stays a zombie until its reaper waits for it, and in a container PID 1 may never do so:
+  // a zombie runs nothing, so it counts as gone.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state !== 'Z';
   } catch {
     return false;
   }
