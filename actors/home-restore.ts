@@ -10,7 +10,10 @@ import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
 import type { Target } from '../src/targets/target.js';
 import { format } from '../src/system/mkfs.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mount, mountPointsOf, unmount } from '../src/system/mount.js';
+import { mountAt } from '../src/system/mounts.js';
+import { settleUdev } from '../src/system/udev.js';
 import { restoreHome, restoreHomeFromFile } from './xfsrestore.js';
 
 export async function formatHome(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ device: string }> {
@@ -29,8 +32,58 @@ export async function formatHome(config: Config, plan: RestorePlan, log: (m: str
     uuid: recorded.uuid,
     expectUuids: [dev.uuidBefore, recorded.uuid],
   });
-  await mount(dev.device, config.paths.home, 'xfs');
+  await mountFresh(dev.device, config.paths.home, log);
   return { device: dev.device };
+}
+
+/**
+ * Mounts the new file system at /home and makes sure it stays there. The fresh installation's
+ * fstab names the UUID that mkfs just replaced: when udev drops that UUID, systemd unmounts
+ * /home, and a restore that did not notice would fill the root file system's /home folder.
+ */
+async function mountFresh(device: string, home: string, log: (m: string) => void): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await settleUdev();
+    await mount(device, home, 'xfs');
+    await settleUdev();
+    await sleep(STAYS_MOUNTED_MS);
+    if (mountAt(home)?.source === device) return;
+    if (attempt === 3) throw unmountedBehindUs(device, home, 'right after it was formatted');
+    log(`${home} was unmounted behind our back after the format (systemd's mount unit of the old UUID?): mounting it again`);
+  }
+}
+
+const STAYS_MOUNTED_MS = 300;
+
+/**
+ * Before the markers go onto /home: a restart since the restore of /home (a reboot of the fresh
+ * installation, whose fstab names a UUID that is gone) may have left it unmounted, and markers
+ * written into the root file system's /home folder would never be found.
+ */
+export async function ensureHomeMounted(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<void> {
+  const device = plan.devices.home.device;
+  const now = mountAt(config.paths.home);
+  if (!device || now?.source === device) return;
+  if (now) throw unmountedBehindUs(device, config.paths.home, 'before the markers are written');
+  log(`${config.paths.home} is not mounted (a restart since its restore?): mounting the restored ${device} there`);
+  await mountFresh(device, config.paths.home, log);
+}
+
+/** The restored file system must be what is mounted at /home, or the restore wrote into the wrong place. */
+export function requireHomeMounted(config: Config, plan: RestorePlan, when: string): void {
+  const device = plan.devices.home.device;
+  if (mountAt(config.paths.home)?.source !== device) throw unmountedBehindUs(device, config.paths.home, when);
+}
+
+function unmountedBehindUs(device: string, home: string, when: string): UserError {
+  const now = mountAt(home);
+  return new UserError(
+    'restore',
+    `${home} is not the file system on ${device} ${when} (${now ? `${now.source} is mounted there` : 'nothing is mounted there'})`,
+    {
+      hint: `Something unmounted it while the restore ran (on a systemd machine: the fstab entry for ${home} names the fresh installation's UUID). Run "systemctl daemon-reload", then "syn3-backup resume": it formats ${home} and restores it again`,
+    },
+  );
 }
 
 export async function refillHome(
@@ -46,6 +99,13 @@ export async function refillHome(
   }
   log(`restoring ${config.paths.home} from backup ${plan.backupId} (${plan.size} bytes)`);
   const where = `${target.description}: backup ${plan.backupId}`;
+  requireHomeMounted(config, plan, 'before xfsrestore');
+  const restored = await restoreFrom(config, target, plan, where);
+  requireHomeMounted(config, plan, 'after xfsrestore');
+  return restored;
+}
+
+async function restoreFrom(config: Config, target: Target, plan: RestorePlan, where: string): Promise<{ entries: number }> {
   if (plan.localFile && (plan.compression ?? 'none') === 'none') {
     // The preflight read this very file back in full and proved it; unchanged since, xfsrestore
     // reads it itself: a pipe and a second checksum cost three times the restore.
@@ -53,13 +113,7 @@ export async function refillHome(
     return restoreHomeFromFile(plan.localFile.path, config.paths.home, where);
   }
   const source = await target.open(plan.backupId);
-  return restoreHome(
-    source,
-    config.paths.home,
-    { bytes: plan.size, sha256: plan.sha256 },
-    `${target.description}: backup ${plan.backupId}`,
-    plan.compression ?? 'none',
-  );
+  return restoreHome(source, config.paths.home, { bytes: plan.size, sha256: plan.sha256 }, where, plan.compression ?? 'none');
 }
 
 async function checkUnchanged(f: NonNullable<RestorePlan['localFile']>, where: string): Promise<void> {

@@ -12,6 +12,7 @@ import { UserError } from '../src/errors.js';
 import { writeDurable, writeJsonDurable } from '../src/state/durable.js';
 import { run } from '../src/system/run.js';
 import { which } from '../src/system/tools.js';
+import { ensureHomeMounted } from './home-restore.js';
 
 export const SPOOL_MARKER = '.syn3restorespool';
 export const SYSTEM_MARKER = '.syn3restoresystem';
@@ -61,6 +62,7 @@ async function makeExecutable(script: string): Promise<void> {
 }
 
 export async function writeMarkers(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ markers: string[] }> {
+  await ensureHomeMounted(config, plan, log);
   const m = markerPaths(config);
   const written: string[] = [];
   await touch(m.spool);
