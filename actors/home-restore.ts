@@ -9,16 +9,29 @@ import { UserError } from '../src/errors.js';
 import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
 import type { Target } from '../src/targets/target.js';
-import { format } from '../src/system/mkfs.js';
+import { freshHome } from '../src/system/fresh-home.js';
+import { format, probeUuid } from '../src/system/mkfs.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mount, mountPointsOf, unmount } from '../src/system/mount.js';
 import { mountAt } from '../src/system/mounts.js';
 import { settleUdev } from '../src/system/udev.js';
+import { proveReadable } from './restore-preflight.js';
 import { restoreHome, restoreHomeFromFile } from './xfsrestore.js';
 
-export async function formatHome(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<{ device: string }> {
+export async function formatHome(config: Config, target: Target, plan: RestorePlan, log: (m: string) => void): Promise<{ device: string }> {
   const dev = plan.devices.home;
   const recorded = plan.recorded.home;
+  if (
+    plan.verifyWhileRestoring &&
+    (await holdsTheInstallersHome(dev.device, dev.uuidBefore, recorded.uuid)) &&
+    !(await freshHome(config))
+  ) {
+    // Something was written to /home since the preflight judged it fresh: it is data now.
+    log(
+      `${config.paths.home} no longer holds only what a fresh installation puts there: reading the backup back in full before formatting it`,
+    );
+    await proveReadable(target, plan);
+  }
   for (const at of mountPointsOf(dev.device)) {
     if (at !== dev.mountPoint) continue;
     log(`unmounting ${at}`);
@@ -34,6 +47,12 @@ export async function formatHome(config: Config, plan: RestorePlan, log: (m: str
   });
   await mountFresh(dev.device, config.paths.home, log);
   return { device: dev.device };
+}
+
+/** The device still holds the file system the preflight judged, not one this restore made (which has the recorded UUID). */
+async function holdsTheInstallersHome(device: string, before: string | undefined, recorded: string | undefined): Promise<boolean> {
+  const now = await probeUuid(device);
+  return now !== recorded || now === before;
 }
 
 /**
@@ -95,7 +114,7 @@ export async function refillHome(
   const left = (await readdir(config.paths.home).catch(() => [] as string[])).filter((n) => n !== 'lost+found');
   if (left.length || !mountPointsOf(plan.devices.home.device).includes(config.paths.home)) {
     log(`${config.paths.home} is not freshly formatted (an interrupted earlier attempt): formatting it again`);
-    await formatHome(config, plan, log);
+    await formatHome(config, target, plan, log);
   }
   log(`restoring ${config.paths.home} from backup ${plan.backupId} (${plan.size} bytes)`);
   const where = `${target.description}: backup ${plan.backupId}`;

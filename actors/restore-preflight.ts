@@ -17,6 +17,7 @@ import { probeUuid } from '../src/system/mkfs.js';
 import { run } from '../src/system/run.js';
 import { requireTools } from '../src/system/tools.js';
 import { requireTrustedSignature } from '../src/signing/require-signed.js';
+import { freshHome } from '../src/system/fresh-home.js';
 import { verifyStream } from './verify.js';
 
 export async function findBackup(target: Target, id: string): Promise<StoredBackup> {
@@ -30,7 +31,12 @@ export async function findBackup(target: Target, id: string): Promise<StoredBack
   return backup;
 }
 
-export async function planRestore(config: Config, target: Target, backupId: string): Promise<RestorePlan> {
+export async function planRestore(
+  config: Config,
+  target: Target,
+  backupId: string,
+  log: (m: string) => void = () => undefined,
+): Promise<RestorePlan> {
   await requireTools(['xfsrestore', 'mkfs.xfs', 'rsync', 'blkid', 'mount', 'umount']);
   const backup = await findBackup(target, backupId);
   requireTrustedSignature(config, backup, `${target.description}: backup ${backupId}`);
@@ -42,15 +48,18 @@ export async function planRestore(config: Config, target: Target, backupId: stri
   };
   const grubDisks = config.restore.grub_devices ?? (await parentDisk(devices.boot.device));
   const compression = backup.metadata.compression ?? 'none';
-  await verifyStream(
-    () => target.open(backupId),
-    { bytes: backup.size, sha256: backup.metadata.sha256 },
-    `${target.description}: backup ${backupId}`,
-    compression,
-  );
   const local = target.localPath?.(backupId);
+  const fresh = local ? undefined : await freshHome(config);
+  if (fresh) {
+    log(
+      `${config.paths.home} holds only what a fresh installation puts there (${fresh.holds}): the backup is verified while it is restored`,
+    );
+  } else {
+    await proveReadable(target, { backupId, size: backup.size, sha256: backup.metadata.sha256, compression });
+  }
   const st = local ? await stat(local) : undefined;
   return {
+    ...(fresh ? { verifyWhileRestoring: { holds: fresh.holds } } : {}),
     ...(local && st
       ? { localFile: { path: local, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs } }
       : {}),
@@ -64,6 +73,16 @@ export async function planRestore(config: Config, target: Target, backupId: stri
     devices,
     grubDisks,
   };
+}
+
+/** The whole backup read back from the target and compared with what was recorded when it was written. */
+export async function proveReadable(target: Target, b: Pick<RestorePlan, 'backupId' | 'size' | 'sha256' | 'compression'>): Promise<void> {
+  await verifyStream(
+    () => target.open(b.backupId),
+    { bytes: b.size, sha256: b.sha256 },
+    `${target.description}: backup ${b.backupId}`,
+    b.compression ?? 'none',
+  );
 }
 
 async function deviceAt(role: DeviceRef['role'], mountPoint: string, recorded: FsIdentity): Promise<DeviceRef> {

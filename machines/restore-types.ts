@@ -24,6 +24,11 @@ export interface RestorePlan {
    * back: xfsrestore may then read that file itself, once it is proven unchanged.
    */
   localFile?: { path: string; dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number };
+  /**
+   * Set when /home held only what a fresh installation puts there and the target is not a local
+   * file: the preflight did not read the backup, the restore of /home verifies it as it goes.
+   */
+  verifyWhileRestoring?: { holds: string };
   /** File systems as they were at backup time: what to rebuild them as. */
   recorded: SystemLayout;
   /** The devices on this machine that will be formatted. */

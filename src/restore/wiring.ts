@@ -21,14 +21,15 @@ export function restoreSteps(d: RestoreDeps): RestoreSteps {
   const { config, target, log } = d;
   const say = (m: string, fields?: Record<string, unknown>) => log.info(fields ?? {}, m);
   return {
-    checkBackupReadable: async ({ backupId }) => (await import('../../actors/restore-preflight.js')).planRestore(config, target, backupId),
+    checkBackupReadable: async ({ backupId }) =>
+      (await import('../../actors/restore-preflight.js')).planRestore(config, target, backupId, say),
     stopServices: async () =>
       (await import('../../actors/services.js')).stopServicesUsing({
         home: config.paths.home,
         timeoutMs: config.restore.stop_timeout,
         log: say,
       }),
-    formatHome: async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).formatHome(config, plan, say),
+    formatHome: async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).formatHome(config, target, plan, say),
     restoreHome: async ({ plan }: PhaseInput) => (await import('../../actors/home-restore.js')).refillHome(config, target, plan, say),
     writeMarkers: async ({ plan }: PhaseInput) => (await import('../../actors/markers.js')).writeMarkers(config, plan, say),
     restoreSystem: async ({ plan }: PhaseInput) => (await import('../../actors/system-restore.js')).restoreSystem(config, plan, say),
