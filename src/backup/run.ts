@@ -37,7 +37,7 @@ export async function runBackup(r: BackupRunRequest): Promise<BackupRunResult> {
   // A backup now would copy a half-restored system and could retire good backups.
   const restoring = restoreInProgress(config);
   if (restoring) return { result: 'restoring', state: restoring };
-  const target = r.target ?? (await createTarget(config.target));
+  const target = r.target ?? (await createTarget(config.target, { stateDir: config.paths.state, host: config.host }));
   let failure: unknown;
   const deps = { config, target, log, ...(r.signal ? { signal: r.signal } : {}), onStepError: (e: unknown) => (failure = e) };
   const machine = backupMachine.provide({ actors: backupImplementations(deps, r.steps ? r.steps(target) : backupSteps(deps)) });

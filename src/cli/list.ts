@@ -8,7 +8,7 @@ import { configOnly, printJson, type GlobalOptions } from './context.js';
 
 export async function listCommand(options: GlobalOptions & { json?: boolean; allHosts?: boolean }): Promise<number> {
   const config = configOnly(options);
-  const target = await createTarget(config.target);
+  const target = await createTarget(config.target, { stateDir: config.paths.state, host: config.host });
   const all = await target.list();
   const backups = options.allHosts ? all : all.filter((b) => b.metadata.host === config.host);
   const { keys } = trustedKeys(config);

@@ -14,7 +14,8 @@ import { mountAt } from '../system/mounts.js';
 import { loadRestoreState, runRestore, type RestoreRunResult } from '../restore/run.js';
 import { approveUnsigned, withdrawUnsignedApproval } from '../signing/unsigned-approval.js';
 import { createTarget } from '../targets/index.js';
-import type { StoredBackup } from '../targets/target.js';
+import type { StoredBackup, Target } from '../targets/target.js';
+import { freshHome } from '../system/fresh-home.js';
 import { commandContext, printJson, type CommandContext, type GlobalOptions } from './context.js';
 
 export async function restoreCommand(
@@ -28,8 +29,10 @@ export async function restoreCommand(
       hint: 'Run "syn3-backup resume" to go on with it, or "syn3-backup abort" if it failed before /home was formatted',
     });
   }
-  const backup = await chooseBackup(ctx, options.from);
-  if (!options.json) process.stdout.write(plan(ctx, backup));
+  const { backup, target } = await chooseBackup(ctx, options.from);
+  // The preflight decides alike, on the same rule (src/system/fresh-home.ts).
+  const fresh = target.localPath ? undefined : await freshHome(config);
+  if (!options.json) process.stdout.write(plan(ctx, backup, fresh));
   // What is typed is the name of the host whose backup this is: a typo in --from cannot slip through.
   await confirm(backup.metadata.host, config.host, options.confirm);
   // Kept on disk for this backup only: a preflight run again by "resume" must decide alike.
@@ -74,8 +77,8 @@ export async function abortCommand(options: GlobalOptions & { json?: boolean }):
   return report(outcome, options.json);
 }
 
-async function chooseBackup(ctx: CommandContext, from: string | undefined): Promise<StoredBackup> {
-  const target = await createTarget(ctx.config.target);
+async function chooseBackup(ctx: CommandContext, from: string | undefined): Promise<{ backup: StoredBackup; target: Target }> {
+  const target = await createTarget(ctx.config.target, { stateDir: ctx.config.paths.state, host: ctx.config.host });
   const all = await target.list();
   if (from) {
     const b = all.find((x) => x.id === from);
@@ -83,7 +86,7 @@ async function chooseBackup(ctx: CommandContext, from: string | undefined): Prom
       throw new UserError('usage', `backup ${from} is not on ${target.description}`, {
         hint: 'Run "syn3-backup list --all-hosts" to see the backups there',
       });
-    return b;
+    return { backup: b, target };
   }
   const mine = all.filter((b) => b.metadata.host === ctx.config.host);
   const latest = mine.at(-1);
@@ -92,10 +95,10 @@ async function chooseBackup(ctx: CommandContext, from: string | undefined): Prom
       hint: 'Attach the backup target (and check target in the configuration), or name a backup of another host with --from ID',
     });
   }
-  return latest;
+  return { backup: latest, target };
 }
 
-function plan(ctx: CommandContext, b: StoredBackup): string {
+function plan(ctx: CommandContext, b: StoredBackup, fresh: { holds: string } | undefined): string {
   const { paths } = ctx.config;
   const dev = (p: string) => mountAt(p)?.source ?? '(not mounted)';
   return [
@@ -106,7 +109,10 @@ function plan(ctx: CommandContext, b: StoredBackup): string {
     `It DESTROYS:`,
     `  now:              ${paths.home} on ${dev(paths.home)} (formatted, then filled from the backup)`,
     `  at the next boot: ${paths.root} on ${dev(paths.root)} and ${paths.boot} on ${dev(paths.boot)} (formatted, then filled from the system copy)`,
-    `Services using ${paths.home} are stopped first. The backup is read back in full before anything is formatted.`,
+    `Services using ${paths.home} are stopped first.`,
+    fresh
+      ? `${paths.home} holds only what a fresh installation puts there (${fresh.holds}), so it is formatted without reading the backup first: the backup is verified while it is restored (its length, sha256 and xfsrestore's verdict), not transferred twice.`
+      : `The backup is read back in full before anything is formatted.`,
     '',
   ].join('\n');
 }

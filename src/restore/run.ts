@@ -25,7 +25,7 @@ export async function runRestore(
   /** The phases to run; the crash harness passes wrapped ones. */
   steps?: (deps: RestoreDeps) => RestoreSteps,
 ): Promise<RestoreRunResult> {
-  const deps = { config, target: await createTarget(config.target), log };
+  const deps = { config, target: await createTarget(config.target, { stateDir: config.paths.state, host: config.host }), log };
   const machine = restoreMachine.provide({ actors: restoreImplementations(deps, steps ? steps(deps) : restoreSteps(deps)) });
   const outcome = await runMachine({
     machine,

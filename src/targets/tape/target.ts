@@ -190,6 +190,14 @@ export class TapeTarget implements Target {
     return [];
   }
 
+  /** What the loaded tape holds, for the tape library (library.ts); the tape is rewound after. */
+  async contents(): Promise<TapeContents> {
+    const drive = await this.ready('read');
+    const contents = await this.inspect(drive);
+    await drive.rewind();
+    return contents;
+  }
+
   /** What the loaded tape holds (the drive must be online). */
   private async inspect(drive: TapeDrive): Promise<TapeContents> {
     const label = await this.readRecord(drive, FILE.label);
