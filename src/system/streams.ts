@@ -32,10 +32,13 @@ export class Measure extends Transform {
 /**
  * A sink that forwards into `dest` with back-pressure, but keeps accepting
  * (and dropping) data once `dest` has closed: a reader that stops early must
- * not stop the checksum over the whole stream.
+ * not stop the checksum over the whole stream. Destroyed before its end (the
+ * source failed: a connection dropped mid-stream), it destroys `dest` too, so
+ * a reader such as xfsrestore sees its input end instead of waiting forever.
  */
 export function forwardTolerantly(dest: Writable): Writable {
   let closed = false;
+  let ended = false;
   dest.on('error', () => {
     closed = true;
   });
@@ -55,8 +58,13 @@ export function forwardTolerantly(dest: Writable): Writable {
       dest.on('close', go);
     },
     final(done) {
+      ended = true;
       if (!closed) dest.end();
       done();
+    },
+    destroy(error, done) {
+      if (!ended && !closed) dest.destroy();
+      done(error);
     },
   });
 }
