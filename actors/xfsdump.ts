@@ -4,8 +4,9 @@
  * through Node, which cost more than xfsdump itself), while tail follows the
  * file into openssl for the checksum; the file is fsynced before the step
  * counts, and its length must be what xfsdump says it wrote. The verify
- * step then reads it back against that checksum. Other targets get a
- * stream, counted and hashed on the way.
+ * step then reads it back against that checksum. A target with its own
+ * native writer (the tape: tee into dd, openssl and wc) runs xfsdump's chain
+ * itself. Other targets get a stream, counted and hashed on the way.
  * -J: the host's xfsdump inventory is not used (every dump is level 0, and a
  * restore on new disks has no inventory anyway).
  */
@@ -57,7 +58,19 @@ export function mediaFileSize(stderr: string): number | undefined {
 }
 
 export async function dumpHome(r: DumpRequest): Promise<DumpResult> {
-  return r.target.localWrite ? dumpToFile(r, r.target.localWrite.bind(r.target)) : dumpToStream(r);
+  if (r.target.localWrite) return dumpToFile(r, r.target.localWrite.bind(r.target));
+  if (r.target.writeFrom) return dumpThroughTarget(r, r.target.writeFrom.bind(r.target));
+  return dumpToStream(r);
+}
+
+/** The target runs xfsdump's chain into its own native writer (the tape's dd): no copy through Node. */
+async function dumpThroughTarget(r: DumpRequest, writeFrom: NonNullable<Target['writeFrom']>): Promise<DumpResult> {
+  const startedAt = Date.now();
+  const compression = r.compression ?? 'none';
+  const chain: Command[] = [['xfsdump', xfsdumpArgs(r)], ...(compression === 'zstd' ? [ZSTD_COMPRESS] : [])];
+  const { bytes, sha256 } = await writeFrom(r.id, chain, r.signal ? { signal: r.signal } : {});
+  r.onProgress?.(bytes);
+  return { bytes, sha256, compression, startedAt, finishedAt: Date.now() };
 }
 
 async function dumpToFile(r: DumpRequest, localWrite: NonNullable<Target['localWrite']>): Promise<DumpResult> {

@@ -66,6 +66,8 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         'blkid',
         'xfs_info',
         ...(target.localWrite ? ['tail', 'openssl'] : []),
+        // The tape's native writer: tee (through FIFOs made by mkfifo) into dd, openssl and wc.
+        ...(target.writeFrom ? ['tee', 'mkfifo', 'dd', 'openssl', 'wc'] : []),
         ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'dmsetup', 'mount', 'umount'] : []),
       ]);
       const home = mountAt(paths.home);

@@ -4,7 +4,11 @@
  * secrets are passed through files or stdin, never argv (callers' duty, and
  * `redact` scrubs anything that slipped into a message).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { execa, type ResultPromise, type Options } from 'execa';
 import { UserError } from '../errors.js';
 
@@ -20,6 +24,10 @@ const PACKAGE_OF: Record<string, string> = {
   mountpoint: 'util-linux',
   smbclient: 'smbclient',
   mt: 'mt-st',
+  mkfifo: 'coreutils',
+  dd: 'coreutils',
+  tee: 'coreutils',
+  wc: 'coreutils',
   zstd: 'zstd',
   'grub-install': 'grub-pc',
   tail: 'coreutils',
@@ -130,37 +138,120 @@ async function awaitChain(chain: readonly Command[], children: ChildProcess[], o
         stdout = (stdout + d).slice(-65_536);
       });
   }
-  const outcomes = await Promise.all(
-    children.map(async (child) => {
-      let stderr = '';
-      child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-        stderr = (stderr + d).slice(-65_536);
-      });
-      const end = await new Promise<{ code: number | null; signal: string | null; error?: NodeJS.ErrnoException }>((resolve) => {
-        child.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
-        child.once('close', (code, signal) => resolve({ code, signal }));
-      });
-      return { ...end, stderr };
-    }),
-  );
+  const outcomes = await Promise.all(children.map(exitOf));
   for (const [i, o] of outcomes.entries()) {
-    if (o.error || o.code !== 0) {
-      const [cmd, args] = chain[i]!;
-      throw toolError(
-        cmd,
-        args,
-        {
-          code: o.error?.code,
-          exitCode: o.code ?? undefined,
-          signal: o.signal ?? undefined,
-          stderr: o.stderr,
-          isCanceled: o.error?.name === 'AbortError',
-        },
-        options.secrets,
-      );
-    }
+    const failed = exitError(chain[i]!, o, options.secrets);
+    if (failed) throw failed;
   }
   return { stderr: outcomes.map((o) => o.stderr), stdout };
+}
+
+export interface TeeOutcome {
+  /** Each program's exit: the producers', tee's, each side's, then the sink's, in that order. */
+  exits: (Exit & { command: Command })[];
+  /** Each side program's stdout (small outputs: a digest, a count). */
+  sides: string[];
+  /** The first failure among them as a tool error, or undefined when all exited 0. */
+  failure: (index: number) => UserError | undefined;
+}
+
+/**
+ * A stream split by `tee` with no copy through this process: the producers'
+ * chain (or, when `producers` is empty, a pipe this process writes to:
+ * `input`) goes into tee, which hands it on to the sink's stdin and to each
+ * side program through a FIFO of its own (a side is given the FIFO's path to
+ * read; node's pipes are sockets, which tee cannot open as /dev/fd/N). The
+ * sides' outputs are captured. Every program's exit is returned, so the caller
+ * decides whose failure tells the story (a sink that fails kills the
+ * producers with SIGPIPE).
+ */
+export async function startTee(
+  producers: readonly Command[],
+  sides: readonly ((fifo: string) => Command)[],
+  sink: Command,
+  options: RunOptions = {},
+): Promise<{ input: Writable | undefined; done: Promise<TeeOutcome> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'syn3-tee-'));
+  const fifos = sides.map((_, i) => join(dir, `side${i}`));
+  try {
+    if (fifos.length) await run('mkfifo', ['-m', '0600', ...fifos]);
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+  const env = { ...process.env, LC_ALL: 'C', ...options.env };
+  const common = { env, ...(options.cwd ? { cwd: options.cwd } : {}), ...(options.signal ? { signal: options.signal } : {}) };
+  const children: ChildProcess[] = [];
+  const commands: Command[] = [];
+  const add = (command: Command, stdio: StdioOptions): ChildProcess => {
+    const child = spawn(command[0], command[1], { ...common, stdio });
+    // A program that cannot start says so through its exit below, not as an unhandled 'error' event.
+    child.once('error', () => undefined);
+    children.push(child);
+    commands.push(command);
+    return child;
+  };
+  for (const [i, command] of producers.entries()) {
+    add(command, [i === 0 ? 'ignore' : children[i - 1]!.stdout!, 'pipe', 'pipe']);
+    if (i > 0) children[i - 1]!.stdout!.destroy();
+  }
+  const from = producers.length ? children.at(-1)!.stdout! : 'pipe';
+  const tee = add(['tee', fifos], [from, 'pipe', 'pipe']);
+  if (producers.length) children.at(-2)!.stdout!.destroy();
+  const sideChildren = sides.map((side, i) => add(side(fifos[i]!), ['ignore', 'pipe', 'pipe']));
+  add(sink, [tee.stdout!, 'ignore', 'pipe']);
+  tee.stdout!.destroy();
+  const outputs = sideChildren.map(() => '');
+  sideChildren.forEach((s, i) => {
+    s.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      outputs[i] = (outputs[i]! + d).slice(-65_536);
+    });
+  });
+  const done = Promise.all(children.map(async (child, i) => ({ command: commands[i]!, ...(await exitOf(child)) })))
+    .then((exits) => ({
+      exits,
+      sides: outputs,
+      failure: (index: number) => (exits[index] ? exitError(exits[index].command, exits[index], options.secrets) : undefined),
+    }))
+    .finally(() => rm(dir, { recursive: true, force: true }));
+  return { input: producers.length ? undefined : (tee.stdin ?? undefined), done };
+}
+
+interface Exit {
+  code: number | null;
+  signal: string | null;
+  error?: NodeJS.ErrnoException;
+  stderr: string;
+}
+
+/** How a program ended, with the last 64 KiB of its stderr. */
+async function exitOf(child: ChildProcess): Promise<Exit> {
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-65_536);
+  });
+  const end = await new Promise<Omit<Exit, 'stderr'>>((resolve) => {
+    child.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  return { ...end, stderr };
+}
+
+/** A program's failure as the tool error that names it, or undefined when it exited 0. */
+function exitError([cmd, args]: Command, o: Exit, secrets?: string[]): UserError | undefined {
+  if (!o.error && o.code === 0) return undefined;
+  return toolError(
+    cmd,
+    args,
+    {
+      code: o.error?.code,
+      exitCode: o.code ?? undefined,
+      signal: o.signal ?? undefined,
+      stderr: o.stderr,
+      isCanceled: o.error?.name === 'AbortError',
+    },
+    secrets,
+  );
 }
 
 export async function finish(child: ResultPromise, cmd: string, args: readonly string[], secrets?: string[]): Promise<RunResult> {

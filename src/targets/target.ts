@@ -6,6 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { SystemLayout } from '../../machines/types.js';
+import type { Command } from '../system/run.js';
 
 export const METADATA_FORMAT = 1;
 
@@ -53,6 +54,13 @@ export interface Target {
    * turns a write error into the target's error and removes the partial.
    */
   localWrite?(id: string): Promise<{ file: string; fail: (error: unknown) => Promise<unknown> }>;
+  /**
+   * For a target that writes with native programs (the tape: dd): it runs
+   * `producers` (xfsdump [| zstd]) itself, their output going to the medium
+   * with no copy through this process, and returns the stream's length and
+   * sha256 as those programs counted them. Otherwise as `write`.
+   */
+  writeFrom?(id: string, producers: readonly Command[], options?: { signal?: AbortSignal }): Promise<{ bytes: number; sha256: string }>;
   /** Read back what `write` stored, before it is committed. */
   openPending(id: string): Promise<Readable>;
   /** Make the written backup visible, atomically, with its metadata beside it. Idempotent. */

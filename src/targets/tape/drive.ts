@@ -6,6 +6,7 @@
 import { run } from '../../system/run.js';
 import { mtError } from './errors.js';
 import { type BlockReader, type BlockWriter, io, type TapeMedia } from './media.js';
+import type { BlockSink } from './native-write.js';
 
 const STATUS_TIMEOUT_MS = 2 * 60_000;
 /** Rewinding or spacing over a whole LTO tape takes minutes. */
@@ -56,6 +57,11 @@ export class TapeDrive {
   async openWrite(size: number): Promise<BlockWriter> {
     const w = await io(this.media.openWrite(size));
     return { write: (blocks) => io(w.write(blocks)), close: () => io(w.close()), abandon: () => w.abandon() };
+  }
+
+  /** Where dd writes the tape file at the current position (the dump: native-write.ts). */
+  sink(): Promise<BlockSink> {
+    return io(this.media.sink());
   }
 
   /** Reads the tape file at the current position. Failures come as TapeIoError. */

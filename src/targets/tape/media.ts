@@ -6,6 +6,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { open } from 'node:fs/promises';
+import type { BlockSink } from './native-write.js';
 
 export interface BlockWriter {
   /** Tape blocks, in order, each exactly the block size: one system call for them all. */
@@ -28,11 +29,13 @@ export interface TapeMedia {
   at(file: number): void;
   openWrite(size: number): Promise<BlockWriter>;
   openRead(size: number): Promise<BlockReader>;
+  /** Where dd writes the tape file at the current position (native-write.ts: the dump's blocks). */
+  sink(): Promise<BlockSink>;
 }
 
 /**
  * The character device: sequential reads and writes, one system call per
- * block. Closing the non-rewinding device after writing writes the file mark
+ * block (the records; the dump's blocks are dd's, see native-write.ts). Closing the non-rewinding device after writing writes the file mark
  * and leaves the tape at the start of the next tape file; so does reading up
  * to a file mark.
  */
@@ -40,6 +43,11 @@ export class TapeDeviceMedia implements TapeMedia {
   constructor(private readonly device: string) {}
 
   at(): void {}
+
+  async sink(): Promise<BlockSink> {
+    // st has no fsync: closing the device is what writes the file mark.
+    return { path: this.device, conv: [], written: () => undefined };
+  }
 
   async openWrite(size: number): Promise<BlockWriter> {
     const fh = await open(this.device, fsc.O_WRONLY);

@@ -5,6 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { open, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { type BlockReader, type BlockWriter, checkBlocks, type TapeMedia } from './media.js';
+import type { BlockSink } from './native-write.js';
 
 /**
  * A STAND-IN for a tape, for tests and benchmarks (no drive runs there): tape
@@ -42,6 +43,13 @@ export class FileStandInMedia implements TapeMedia {
       },
       abandon: () => fh.close().catch(() => undefined),
     };
+  }
+
+  /** dd writes the tape file to its own regular file, fsynced as openWrite's close does. */
+  async sink(): Promise<BlockSink> {
+    const file = this.file;
+    await this.removeAfter(file);
+    return { path: this.path(file), conv: ['fsync'], written: () => (this.file = file + 1) };
   }
 
   async openRead(size: number): Promise<BlockReader> {
