@@ -36,6 +36,34 @@ const WRAPPER = `#!/bin/sh
 exec /usr/local/bin/node /opt/syn3-backup/dist/bin/syn3-backup.mjs "$@"
 `;
 
+/**
+ * What the tape specs need and the drill's template lacks (test/lane/tape-server.ts):
+ * tgt (a user-space SCSI target that emulates tape drives and libraries),
+ * open-iscsi (the initiator that gives the guest's st driver a /dev/nst0),
+ * mt-st, mtx, lsscsi, sg3-utils, and the libraries they need beyond the
+ * template's. A lane-only layer: the drill's machines stay as they are. The
+ * packages are fetched with apt-get download into the cache (once) and
+ * unpacked into the root image with dpkg-deb -x; no maintainer script runs,
+ * so what they would make is made in buildRoot (mt's alternative, the
+ * initiator's name).
+ */
+export const LANE_DEBS = [
+  'tgt',
+  'libaio1',
+  'libibverbs1',
+  'librdmacm1',
+  'libnl-3-200',
+  'libnl-route-3-200',
+  'open-iscsi',
+  'libisns0',
+  'libopeniscsiusr',
+  'mt-st',
+  'mtx',
+  'lsscsi',
+  'sg3-utils',
+  'libsgutils2-1.46-2',
+];
+
 export interface LaneImage {
   kernel: string;
   /** The kernel's release, as uname -r says it in the guest. */
@@ -55,6 +83,7 @@ export async function ensureLaneImage(log: (line: string) => void): Promise<Lane
   const node = await guestNode();
   const kernelRelease = basename(template.kernel).replace(/^vmlinuz-/, '');
   const agent = await bundleAgent();
+  const debs = await ensureLaneDebs(log);
   const key = hash(
     JSON.stringify({
       template: basename(template.tar),
@@ -63,6 +92,7 @@ export async function ensureLaneImage(log: (line: string) => void): Promise<Lane
       lvm: LVM_CONF,
       wrapper: WRAPPER,
       agent,
+      debs: await readdir(debs),
       init: readFileSync(join(GUEST_DIR, 'init.sh'), 'utf8'),
     }),
   );
@@ -70,7 +100,7 @@ export async function ensureLaneImage(log: (line: string) => void): Promise<Lane
   const root = join(dir, `lane-root-${key}.img`);
   if (!existsSync(root)) {
     log(`building the lane's root image (cached as ${root})`);
-    await buildRoot(template.tar, node, agent, root);
+    await buildRoot(template.tar, node, agent, debs, root);
     await removeOthers(dir, 'lane-root-', basename(root));
     built.push({ what: 'lane root image', seconds: since(t) });
   }
@@ -90,25 +120,81 @@ export async function ensureLaneImage(log: (line: string) => void): Promise<Lane
 
 /** The agent in one file of plain JavaScript for the guest's node. */
 async function bundleAgent(): Promise<string> {
+  return bundleForGuest(join(GUEST_DIR, 'agent.ts'));
+}
+
+/**
+ * A TypeScript entry point and all it imports as one ES module for the guest's
+ * node (the agent; the tape specs' runner). Bundled CommonJS dependencies get
+ * a require() of their own.
+ */
+export async function bundleForGuest(entry: string): Promise<string> {
   const r = await build({
-    entryPoints: [join(GUEST_DIR, 'agent.ts')],
+    entryPoints: [entry],
     bundle: true,
     write: false,
     format: 'esm',
     platform: 'node',
     target: 'node20',
     logLevel: 'warning',
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   });
   return r.outputFiles[0]!.text;
 }
 
-/** The template unpacked, node, the init, the agent, busybox, LVM's settings; then mkfs.ext4 -d: no loop device, no mount. */
-async function buildRoot(templateTar: string, node: string, agent: string, image: string): Promise<void> {
+/** LANE_DEBS as .deb files in the cache (apt-get download; apt-get update first when its lists are missing or old). */
+async function ensureLaneDebs(log: (line: string) => void): Promise<string> {
+  const dir = join(cacheDir(), `lane-debs-${hash(JSON.stringify(LANE_DEBS))}`);
+  if (existsSync(join(dir, 'done'))) return dir;
+  log(`downloading the lane's extra packages (${LANE_DEBS.join(' ')}) into ${dir}`);
+  const part = `${dir}.${process.pid}.part`;
+  await rm(part, { recursive: true, force: true });
+  await mkdir(part, { recursive: true });
+  // apt's sandbox user must be able to write there.
+  await chmod(part, 0o777);
+  const download = () => run('apt-get', ['download', '-q', ...LANE_DEBS], { cwd: part, timeoutMs: 10 * 60_000 });
+  try {
+    await download();
+  } catch {
+    await run('apt-get', ['update', '-q'], { timeoutMs: 10 * 60_000 });
+    await download();
+  }
+  await chmod(part, 0o755);
+  await writeFile(join(part, 'done'), `${LANE_DEBS.join('\n')}\n`);
+  await rm(dir, { recursive: true, force: true });
+  await rename(part, dir);
+  await removeOthers(cacheDir(), 'lane-debs-', basename(dir));
+  return dir;
+}
+
+/**
+ * The packages unpacked over the template. Each goes to a folder of its own
+ * first and then through tar with --keep-directory-symlink: dpkg-deb -x
+ * straight into the root would replace merged /usr's /bin and /sbin links.
+ */
+async function unpackDebs(debs: string, stage: string): Promise<void> {
+  const unpacked = await mkdtemp(join(tmpdir(), 'syn3-lane-debs-'));
+  try {
+    for (const f of (await readdir(debs)).filter((n) => n.endsWith('.deb'))) await run('dpkg-deb', ['-x', join(debs, f), unpacked]);
+    await run('tar', ['-C', unpacked, '-cf', `${unpacked}.tar`, '.']);
+    await run('tar', ['-C', stage, '--keep-directory-symlink', '-xf', `${unpacked}.tar`]);
+  } finally {
+    await rm(unpacked, { recursive: true, force: true });
+    await rm(`${unpacked}.tar`, { force: true });
+  }
+  // What the packages' maintainer scripts would have made.
+  await run('ln', ['-sfn', 'mt-st', join(stage, 'usr/bin/mt')]);
+  await writeFile(join(stage, 'etc/iscsi/initiatorname.iscsi'), 'InitiatorName=iqn.2024-01.lane:initiator\n', { mode: 0o600 });
+}
+
+/** The template unpacked, the tape packages, node, the init, the agent, busybox, LVM's settings; then mkfs.ext4 -d: no loop device, no mount. */
+async function buildRoot(templateTar: string, node: string, agent: string, debs: string, image: string): Promise<void> {
   const stage = await mkdtemp(join(tmpdir(), 'syn3-lane-root-'));
   const part = `${image}.${process.pid}.part`;
   try {
     await chmod(stage, 0o755);
     await run('tar', ['-xpf', templateTar, '-C', stage, '--numeric-owner', '--xattrs', '--xattrs-include=*'], { timeoutMs: 10 * 60_000 });
+    await unpackDebs(debs, stage);
     await copyFile(node, join(stage, 'usr/local/bin/node'));
     await chmod(join(stage, 'usr/local/bin/node'), 0o755);
     await writeFile(join(stage, 'usr/local/bin/syn3-backup'), WRAPPER, { mode: 0o755 });
