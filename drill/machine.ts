@@ -2,7 +2,8 @@
  * Making drill machines' disks: install-machine.sh installs Debian onto a new
  * image on this host (loop device, no device-mapper needed), then the builder
  * boots once to make the LVM logical volume for /home, which this host cannot.
- * And the backup disk, an XFS file system the machines mount at /backup.
+ * And the backup disk, an XFS file system the machines mount at /backup (the
+ * snapshot variant's medium; the spool variant's is an SMB share: share.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -33,8 +34,14 @@ export interface InstallInputs {
   drillRoot: string;
   packageRoot: string;
   node: string;
-  config: string;
-  targetUuid: string;
+  /** Its configuration (none: "syn3-backup install" writes its example). */
+  config?: string;
+  /** The backup disk's file system, mounted at /backup (the file target). */
+  targetUuid?: string;
+  /** The smb target's credentials file, installed 0600. */
+  smbCredentials?: string;
+  /** The network card's address (none: a machine without network). */
+  networkAddress?: string;
 }
 
 export const VOLUME_GROUP = 'vg0';
@@ -51,11 +58,13 @@ export async function installMachine(spec: MachineSpec, i: InstallInputs): Promi
       TEMPLATE: i.template.tar,
       MACHINE_HOSTNAME: spec.hostname,
       HOME_UUID: home,
-      TARGET_UUID: i.targetUuid,
       PKG: i.packageRoot,
       NODE: i.node,
       GUEST: join(i.drillRoot, 'guest'),
-      CONFIG: i.config,
+      TARGET_UUID: i.targetUuid ?? '',
+      CONFIG: i.config ?? '',
+      SMB_CREDENTIALS: i.smbCredentials ?? '',
+      NETWORK_ADDRESS: i.networkAddress ?? '',
     },
     timeoutMs: 20 * 60_000,
   });

@@ -3,6 +3,8 @@
  * serial console goes to a log file the harness reads; -no-reboot turns a
  * reboot into QEMU exiting, so every boot is one call here. A boot can be cut
  * short like a power failure: SIGKILL once the serial log shows a pattern.
+ * A machine has no network, or QEMU's user networking with restrict=on and
+ * one guestfwd: the guest reaches one address and port, and nothing else.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -33,6 +35,20 @@ export interface BootSpec {
   direct?: DirectKernel;
   /** Pull the plug this long after the serial log first matches the pattern. */
   powerCut?: { when: RegExp; afterMs: number };
+  /** A network card whose one way out is this guestfwd (default: no network card). */
+  network?: GuestForward;
+}
+
+/**
+ * One forwarded service: guest TCP connections to address:port (inside QEMU's
+ * user network, 10.0.2.0/24) each start `command` on this host with the
+ * connection as its stdin and stdout. With restrict=on the guest reaches
+ * nothing else: not this host (10.0.2.2), not the outside.
+ */
+export interface GuestForward {
+  address: string;
+  port: number;
+  command: string;
 }
 
 export interface BootResult {
@@ -64,8 +80,7 @@ export async function boot(spec: BootSpec): Promise<BootResult> {
     '-serial',
     `file:${spec.serialLog}`,
     '-no-reboot',
-    '-nic',
-    'none',
+    ...networkArgs(spec.network),
   ];
   spec.disks.forEach((d, i) => {
     args.push('-drive', `if=none,id=d${i},file=${d.file},format=raw,cache=unsafe`);
@@ -100,6 +115,18 @@ export async function boot(spec: BootSpec): Promise<BootResult> {
     );
   }
   return { seconds, ended: 'powered off' };
+}
+
+function networkArgs(net: GuestForward | undefined): string[] {
+  if (!net) return ['-nic', 'none'];
+  // QEMU's option syntax doubles a comma inside a value; the drill's commands have none.
+  if (net.command.includes(',')) throw new Error(`a guestfwd command with a comma: ${net.command}`);
+  return [
+    '-netdev',
+    `user,id=n0,restrict=on,guestfwd=tcp:${net.address}:${net.port}-cmd:${net.command}`,
+    '-device',
+    'virtio-net-pci,netdev=n0',
+  ];
 }
 
 function watchSerial(file: string, pattern: RegExp, onMatch: () => void): { stop(): void } {

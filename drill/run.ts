@@ -5,14 +5,15 @@
  * A small real Debian 12 server is installed on a disk image (MBR, /boot
  * ext4, / XFS, /home XFS on LVM, GRUB, fstab by UUID, PostgreSQL, syn3-backup
  * installed with "syn3-backup install") and boots under QEMU through its own
- * GRUB. It lives a little, is backed up by "syn3-backup tick" onto a second
- * disk, and burns: its disk is deleted. A new disk of another size gets a
- * fresh installation, which restores the host from the backup disk
- * ("syn3-backup restore --confirm"), reboots into the initrd phase and runs
- * post.restore; the restored machine is checked. Two variants, by default one
- * after the other: spool (spool-variant.ts: the whole file system compared,
- * a power cut in the initrd phase) and snapshot (snapshot-variant.ts: a
- * snapshot-mode backup while a client commits to PostgreSQL).
+ * GRUB. It lives a little, is backed up by "syn3-backup tick", and burns: its
+ * disk is deleted. A new disk of another size gets a fresh installation, which
+ * restores the host from the backups ("syn3-backup restore --confirm"),
+ * reboots into the initrd phase and runs post.restore; the restored machine is
+ * checked. Two variants, by default one after the other: spool
+ * (spool-variant.ts: backups on an SMB share, a real smbd on this host's
+ * loopback; the whole file system compared, a power cut in the initrd phase)
+ * and snapshot (snapshot-variant.ts: backups on a second disk, the file
+ * target; a snapshot-mode backup while a client commits to PostgreSQL).
  *
  * Everything lives in one temp dir, removed on success and kept (serial logs
  * included) on failure. The Debian template is cached (SYN3_DRILL_CACHE).
@@ -36,7 +37,10 @@ const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'
 const DRILL_ROOT = join(PACKAGE_ROOT, 'drill');
 
 const VARIANTS: Record<string, { title: string; run: (shared: Shared) => Promise<void> }> = {
-  spool: { title: 'spool variant: a living server backed up in spool mode, a power cut in the initrd phase', run: spoolDrill },
+  spool: {
+    title: 'spool variant: a living server backed up in spool mode to an SMB share, a power cut in the initrd phase',
+    run: spoolDrill,
+  },
   snapshot: { title: 'snapshot variant: PostgreSQL committing on /home while a snapshot-mode backup runs', run: snapshotDrill },
 };
 
@@ -44,13 +48,16 @@ const USAGE = `usage: npm run drill [-- [--variant spool|snapshot] [--keep]]
 
 The disaster-recovery drill in QEMU (see README, "The drill"). An original server is installed,
 backs up, burns, and a fresh machine restores it and boots; then the restored machine is checked.
-  --variant spool     the server lives (users, ACLs, xattrs, a database) and backs up in spool mode;
+  --variant spool     the server lives (users, ACLs, xattrs, a database) and backs up in spool mode
+                      to an SMB share (smbd on this host's loopback, reached through QEMU's user
+                      network with restrict=on); the fresh installation restores from the share;
                       the initrd phase is cut by a power failure once; the restored machine must
                       match the original's fingerprint and have its database back row for row
   --variant snapshot  PostgreSQL's cluster on /home, a client committing row after row while the
-                      backup runs in snapshot mode (postgresql.freeze, an LVM snapshot); restored,
-                      PostgreSQL replays its WAL, its rows are a gapless prefix of what was
-                      committed, pg_amcheck passes; the report gives the freeze window
+                      backup runs in snapshot mode (postgresql.freeze, an LVM snapshot) onto a
+                      second disk (the file target); restored, PostgreSQL replays its WAL, its
+                      rows are a gapless prefix of what was committed, pg_amcheck passes; the
+                      report gives the freeze window
   (no --variant)      both, spool first; each has its own section in the report, and the drill
                       passes only if both do
   --keep              keep the work folder (it is kept anyway when the drill fails)

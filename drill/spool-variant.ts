@@ -1,19 +1,24 @@
 /**
  * The drill's spool variant (README, "The drill"): the original server lives
  * (users, ACLs, xattrs, a database) and backs up in spool mode (pg_dump into
- * the spool, the live /home dumped); after the fire a fresh machine restores
- * it, reboots into the initrd phase (the power is cut halfway once), boots
+ * the spool, the live /home dumped) to an SMB share, a real smbd on this
+ * host's loopback that the machines reach through QEMU's user network with
+ * restrict=on and one guestfwd (share.ts); after the fire a fresh
+ * installation gets the configuration and the share's credentials as an
+ * administrator brings them, lists the share and restores from it, reboots into the initrd phase (the power is cut halfway once), boots
  * again to finish it and run post.restore (the database loaded from the
  * spool), and reboots once more. The restored machine must boot through GRUB,
  * match the original's fingerprint but for an explicit list, have its
  * database back row for row and say it was restored.
  */
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALLOWED_DIFFERENCES } from './allowed-differences.js';
 import { compareFingerprints, readFingerprint, type Entry } from './fingerprint.js';
 import { writeJobDisk } from './job-disk.js';
 import type { Machine } from './machine.js';
 import { boot, serialText } from './qemu.js';
+import { shareTarget, startDrillShare, type DrillShare } from './share.js';
 import {
   burn,
   checkBootedThroughGrub,
@@ -41,7 +46,16 @@ const HOST = 'syn3drill';
 const COPYING_ROOT = /copying \/home\/\.syn3systembackup\/ to \/\r?$/m;
 
 export async function spoolDrill(shared: Shared): Promise<void> {
-  const ctx = await variantContext(shared, 'spool', HOST, drillConfig(HOST));
+  const share = await shared.report.phase("the SMB share: smbd on this host's loopback", startDrillShare, (s) => `port ${s.hostPort}`);
+  try {
+    await spoolDrillOn(shared, share);
+  } finally {
+    await share.stop();
+  }
+}
+
+async function spoolDrillOn(shared: Shared, share: DrillShare): Promise<void> {
+  const ctx = await variantContext(shared, 'spool', HOST, drillConfig(HOST, '', shareTarget(share)), share);
   const { report, work } = ctx;
 
   // 1. The original server.
@@ -56,6 +70,12 @@ export async function spoolDrill(shared: Shared): Promise<void> {
   );
   const dbBefore = readText(life.result.dir, 'db.txt');
   report.check('the database has rows before the fire', /^20000 [0-9a-f]{32}$/.test(dbBefore), dbBefore);
+  const onShare = readdirSync(share.files()).filter((f) => !f.startsWith('.'));
+  report.check(
+    `the backup is on the SMB share (smbd's folder on this host)`,
+    onShare.some((f) => f.startsWith(`${HOST}-`) && f.endsWith('.meta.json')),
+    onShare.join(', ') || 'nothing',
+  );
 
   // 2. The fire. 3. A new disk, a fresh installation, the restore.
   burn(ctx, original);

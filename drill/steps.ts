@@ -11,6 +11,7 @@ import { readJobDisk, writeJobDisk, type Job, type JobResult } from './job-disk.
 import { installMachine, makeBackupDisk, type InstallInputs, type Machine, type MachineSpec } from './machine.js';
 import { boot, serialText, type BootSpec } from './qemu.js';
 import type { Report } from './report.js';
+import { credentials, GUEST_ADDRESS, HOST_ADDRESS, SHARE_ADDRESS, SHARE_PORT, type DrillShare } from './share.js';
 import type { Template } from './template.js';
 
 export interface Shared {
@@ -25,13 +26,19 @@ export interface Shared {
   images: string[];
 }
 
-/** One variant's run: its own backup disk, job disk and configuration, all named after it in the work folder. */
+/**
+ * One variant's run: its own backup medium (a backup disk, or the SMB share), job disk and
+ * configuration, all named after it in the work folder.
+ */
 export interface Context extends Shared {
   variant: string;
   host: string;
   /** The original's configuration (the fresh machine's adds the original's public key). */
   config: string;
-  backupDisk: string;
+  /** The file target's disk, the machines' second disk; or none, with the share instead. */
+  backupDisk?: string;
+  /** The smb target's share: the machines get a network card whose only way out leads to it. */
+  share?: DrillShare;
   jobDisk: string;
   inputs: InstallInputs;
 }
@@ -60,36 +67,39 @@ export const JOBS_DIR = 'guest/jobs';
 /** One boot's time limit under TCG on two cores; a healthy boot takes a fraction of it. */
 const BOOT_TIMEOUT_MS = 12 * 60_000;
 
-/** The configuration of the drill's machines: hourly backups onto the backup disk, plus the variant's lines. */
-export function drillConfig(host: string, extra = ''): string {
-  return `# syn3-backup on the drill machine: hourly backups onto the backup disk.
-host: ${host}
-schedule:
-  every: 1h
-target:
+/** The file target on the backup disk, which the machines mount at /backup. */
+export const BACKUP_DISK_TARGET = `target:
   type: file
   path: /backup
   require_mount: true
-${extra}`;
+`;
+
+/** The configuration of the drill's machines: hourly backups onto the target (the backup disk's by default), plus the variant's lines. */
+export function drillConfig(host: string, extra = '', target = BACKUP_DISK_TARGET): string {
+  return `# syn3-backup on the drill machine: hourly backups.
+host: ${host}
+schedule:
+  every: 1h
+${target}${extra}`;
 }
 
-export async function variantContext(shared: Shared, variant: string, host: string, config: string): Promise<Context> {
+/** A variant's context; with a share, its machines back up to it instead of a backup disk. */
+export async function variantContext(shared: Shared, variant: string, host: string, config: string, share?: DrillShare): Promise<Context> {
   const file = (name: string) => join(shared.work, `${variant}-${name}`);
   const configFile = file('config.yaml');
   writeFileSync(configFile, config);
+  const { template, node, work, drillRoot, packageRoot } = shared;
+  const inputs: InstallInputs = { template, work, drillRoot, packageRoot, node, config: configFile };
+  const base = { ...shared, variant, host, config: configFile, jobDisk: file('job-disk.img') };
+  if (share) {
+    const smbCredentials = file('smb.cred');
+    writeFileSync(smbCredentials, credentials(share), { mode: 0o600 });
+    return { ...base, share, inputs: { ...inputs, smbCredentials, networkAddress: GUEST_ADDRESS } };
+  }
   const backupDisk = file('backup-disk.img');
   const targetUuid = await makeBackupDisk(backupDisk, '3G');
   shared.images.push(backupDisk);
-  const { template, node, work, drillRoot, packageRoot } = shared;
-  return {
-    ...shared,
-    variant,
-    host,
-    config: configFile,
-    backupDisk,
-    jobDisk: file('job-disk.img'),
-    inputs: { template, work, drillRoot, packageRoot, node, config: configFile, targetUuid },
-  };
+  return { ...base, backupDisk, inputs: { ...inputs, targetUuid } };
 }
 
 export function jobScript(ctx: Context, name: string): string {
@@ -129,12 +139,12 @@ export async function installAndBackUp(ctx: Context, spec: MachineSpec, title: s
   report.check(
     'syn3-backup tick made a backup and says so',
     Array.isArray(backups) && backups.length === 1 && Boolean(status.lastSuccess?.id),
-    `${Array.isArray(backups) ? backups.length : 0} backup(s) on the backup disk; last success ${status.lastSuccess?.id ?? 'none'} (${((status.lastSuccess?.size ?? 0) / 2 ** 20).toFixed(0)} MiB)`,
+    `${Array.isArray(backups) ? backups.length : 0} backup(s) on the ${ctx.share ? 'share' : 'backup disk'}; last success ${status.lastSuccess?.id ?? 'none'} (${((status.lastSuccess?.size ?? 0) / 2 ** 20).toFixed(0)} MiB)`,
   );
   return { original, life, publicKey, status };
 }
 
-/** The fire: nothing of the original machine is left but the backup disk. */
+/** The fire: nothing of the original machine is left but its backups (on the backup disk or the share). */
 export function burn(ctx: Context, original: Machine): void {
   rmSync(original.disk);
   ctx.report.check('the original disk is gone', !existsSync(original.disk));
@@ -142,25 +152,38 @@ export function burn(ctx: Context, original: Machine): void {
 
 /**
  * A new disk, a fresh installation whose configuration holds only the original's public key (as the
- * papers do), the restore: the fresh machine must trust the backup and wait for the reboot.
+ * papers do), the restore: the fresh machine must trust the backup and wait for the reboot. With a
+ * share, the fresh installation is syn3-backup's own (its example configuration) and the
+ * administrator brings the configuration and the share's credentials file: the restore job
+ * installs both, root's and 0600, before it lists the share.
  */
 export async function restoreOnFreshMachine(ctx: Context, spec: MachineSpec, original: Machine, publicKey: string): Promise<Machine> {
   const { report } = ctx;
-  const freshConfig = join(ctx.work, `${ctx.variant}-fresh-config.yaml`);
-  writeFileSync(freshConfig, `${readFileSync(ctx.config, 'utf8')}trust:\n  public_keys:\n    - "${publicKey}"\n`);
+  const freshConfig = `${readFileSync(ctx.config, 'utf8')}trust:\n  public_keys:\n    - "${publicKey}"\n`;
+  const freshConfigFile = join(ctx.work, `${ctx.variant}-fresh-config.yaml`);
+  writeFileSync(freshConfigFile, freshConfig);
+  const { smbCredentials, ...inputs } = ctx.inputs;
   const replacement = await install(
     ctx,
     spec,
-    { ...ctx.inputs, config: freshConfig },
+    ctx.share ? { ...inputs, config: undefined } : { ...inputs, config: freshConfigFile },
     `install a fresh machine on a new ${spec.diskSize} disk`,
   );
-  const restore = await runJob(ctx, replacement, 'fresh machine: syn3-backup restore --confirm, reboot', {
+  const brought: Record<string, string> = ctx.share
+    ? {
+        'config.yaml': freshConfig,
+        'smb.cred': readFileSync(smbCredentials!, 'utf8'),
+        'host-address': `${HOST_ADDRESS} ${ctx.share.hostPort}\n`,
+      }
+    : {};
+  const restore = await runJob(ctx, replacement, `fresh machine: syn3-backup list, restore --confirm, reboot`, {
     name: 'fresh-install-restore',
     script: jobScript(ctx, 'fresh-install-restore'),
     afterwards: 'reboot',
-    files: { host: ctx.host },
+    files: { host: ctx.host, ...brought },
   });
   requireJob(restore, 'the restore job');
+  if (ctx.share) checkBroughtToShare(ctx, restore);
   const seen = readJson(restore.result.dir, 'list.json') as Array<{ signature?: string; signedBy?: string }>;
   report.check(
     'the fresh machine, holding only the public key, trusts the backup',
@@ -186,6 +209,25 @@ export async function restoreOnFreshMachine(ctx: Context, spec: MachineSpec, ori
   if (!onHome)
     throw new DrillFailure('the restore asked for the reboot with /home not mounted from the restored file system', restore.serialLog);
   return replacement;
+}
+
+/** The fresh machine got the configuration and credentials as an administrator brings them, and reached the share only. */
+function checkBroughtToShare(ctx: Context, restore: JobRun): void {
+  const { report } = ctx;
+  const modes = readText(restore.result.dir, 'brought.txt');
+  report.check(
+    "the fresh machine got its configuration and the share's credentials file from the administrator (root, 0600)",
+    /^\/etc\/syn3-backup\/config\.yaml root:root 600$/m.test(modes) && /^\/etc\/syn3-backup\/smb\.cred root:root 600$/m.test(modes),
+    modes.replace(/\n/g, '; '),
+  );
+  const target = readText(restore.result.dir, 'target.txt');
+  report.check(`syn3-backup list read the SMB share ${ctx.share!.unc}`, target.includes(ctx.share!.unc), target.replace(/\s*\n\s*/g, ', '));
+  const other = readText(restore.result.dir, 'host-reached.txt');
+  report.check(
+    "the machine's network leads to the share only: this host's smbd port is out of reach (restrict=on)",
+    other === 'no',
+    `${HOST_ADDRESS}:${ctx.share!.hostPort} reached: ${other || 'not tried'}`,
+  );
 }
 
 /** The first boot after the initrd phase: it ran (again, after a power cut) to its end, and post.restore finished. */
@@ -220,7 +262,9 @@ export interface JobRun {
 
 /** Boots the machine with a job on the job disk (or the one already there), then reads the results back. */
 export async function runJob(ctx: Context, m: Machine, title: string, job: Job | undefined, name = job?.name ?? 'job'): Promise<JobRun> {
-  if (job) await writeJobDisk(ctx.jobDisk, job);
+  // With a share, every job knows where it is, to wait until the network reaches it.
+  if (job)
+    await writeJobDisk(ctx.jobDisk, ctx.share ? { ...job, files: { ...job.files, share: `${SHARE_ADDRESS} ${SHARE_PORT}\n` } } : job);
   const serialLog = join(ctx.work, `${m.spec.role}-${name}.serial.log`);
   await ctx.report.phase(title, () => boot(machineBoot(ctx, m, title, serialLog)));
   const result = await readJobDisk(ctx.jobDisk, join(ctx.work, `${m.spec.role}-${name}`));
@@ -232,7 +276,8 @@ export function machineBoot(ctx: Context, m: Machine, name: string, serialLog: s
     name,
     serialLog,
     timeoutMs: BOOT_TIMEOUT_MS,
-    disks: [{ file: m.disk, boot: true }, { file: ctx.backupDisk }, { file: ctx.jobDisk, serial: 'drilljob' }],
+    disks: [{ file: m.disk, boot: true }, ...(ctx.backupDisk ? [{ file: ctx.backupDisk }] : []), { file: ctx.jobDisk, serial: 'drilljob' }],
+    ...(ctx.share ? { network: ctx.share.forward } : {}),
     ...(powerCut ? { powerCut } : {}),
   };
 }

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { run } from '../src/system/run.js';
 
 /**
- * What an administrator's small server has, plus what syn3-backup drives, plus databases:
+ * What an administrator's small server has, plus what syn3-backup drives (smbclient: the
+ * drill's spool variant backs up to an SMB share and restores from it), plus databases:
  * PostgreSQL for the drill's spool module, MariaDB for the test lane's snapshot-mode specs
  * (the drill's machines purge it: see install-machine.sh).
  */
@@ -32,6 +33,7 @@ export const PACKAGES = [
   'acl',
   'attr',
   'openssl',
+  'smbclient',
   'zstd',
   'fdisk',
   'e2fsprogs',

@@ -10,12 +10,18 @@
 # Everything comes from the environment (the drill harness sets it):
 #   DISK DISK_SIZE BOOT_SIZE ROOT_SIZE   the image and its partition sizes (sfdisk units)
 #   TEMPLATE                             the Debian root file system, a tar
-#   MACHINE_HOSTNAME HOME_UUID TARGET_UUID
-#   PKG NODE GUEST CONFIG                syn3-backup's package, node, drill/guest, config.yaml
+#   MACHINE_HOSTNAME HOME_UUID
+#   PKG NODE GUEST                       syn3-backup's package, node, drill/guest
+# and, each only when set:
+#   TARGET_UUID                          the backup disk, mounted at /backup (the file target)
+#   CONFIG                               config.yaml (else "syn3-backup install" writes its example)
+#   SMB_CREDENTIALS                      /etc/syn3-backup/smb.cred (the smb target's), 0600
+#   NETWORK_ADDRESS                      the address systemd-networkd gives the network card
 # Prints ROOT_UUID=... and BOOT_UUID=... on success.
 set -euo pipefail
 : "${DISK:?}" "${DISK_SIZE:?}" "${BOOT_SIZE:?}" "${ROOT_SIZE:?}" "${TEMPLATE:?}" "${MACHINE_HOSTNAME:?}"
-: "${HOME_UUID:?}" "${TARGET_UUID:?}" "${PKG:?}" "${NODE:?}" "${GUEST:?}" "${CONFIG:?}"
+: "${HOME_UUID:?}" "${PKG:?}" "${NODE:?}" "${GUEST:?}"
+TARGET_UUID=${TARGET_UUID:-} CONFIG=${CONFIG:-} SMB_CREDENTIALS=${SMB_CREDENTIALS:-} NETWORK_ADDRESS=${NETWORK_ADDRESS:-}
 
 [ -e "$DISK" ] && { echo "install-machine: $DISK exists; a drill disk is always made new" >&2; exit 1; }
 truncate -s "$DISK_SIZE" "$DISK"
@@ -52,10 +58,19 @@ cat > "$M/etc/fstab" <<F
 UUID=$ROOT_UUID /             xfs    defaults          0 1
 UUID=$BOOT_UUID /boot         ext4   defaults          0 2
 UUID=$HOME_UUID /home         xfs    defaults          0 2
-# the backup disk (syn3-backup's file target)
-UUID=$TARGET_UUID /backup       xfs    defaults,nofail   0 2
 F
-mkdir -p "$M/backup"
+if [ -n "$TARGET_UUID" ]; then
+  printf '# the backup disk (syn3-backup'"'"'s file target)\nUUID=%s /backup       xfs    defaults,nofail   0 2\n' "$TARGET_UUID" >> "$M/etc/fstab"
+  mkdir -p "$M/backup"
+fi
+# The network card (virtio, the only one), as the installer's static setup would leave it; no
+# gateway and no DNS: the drill's QEMU lets the machine reach its SMB share and nothing else.
+if [ -n "$NETWORK_ADDRESS" ]; then
+  mkdir -p "$M/etc/systemd/network"
+  printf '[Match]\nType=ether\n\n[Network]\nAddress=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' "$NETWORK_ADDRESS" \
+    > "$M/etc/systemd/network/10-drill.network"
+  ln -sf /lib/systemd/system/systemd-networkd.service "$M/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+fi
 echo "$MACHINE_HOSTNAME" > "$M/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$MACHINE_HOSTNAME" > "$M/etc/hosts"
 : > "$M/etc/machine-id"
@@ -65,7 +80,8 @@ install -m 0755 "$NODE" "$M/usr/local/bin/node"
 mkdir -p "$M/opt/syn3-backup/dist"
 cp -a "$PKG/package.json" "$PKG/boot" "$PKG/examples" "$M/opt/syn3-backup/"
 cp -a "$PKG/dist/bin" "$M/opt/syn3-backup/dist/"
-install -D -m 0600 "$CONFIG" "$M/etc/syn3-backup/config.yaml"
+[ -n "$CONFIG" ] && install -D -m 0600 "$CONFIG" "$M/etc/syn3-backup/config.yaml"
+[ -n "$SMB_CREDENTIALS" ] && install -D -m 0600 "$SMB_CREDENTIALS" "$M/etc/syn3-backup/smb.cred"
 install -d -m 0755 "$M/usr/backup/modules"
 for f in "$GUEST"/modules/*; do install -m 0755 "$f" "$M/usr/backup/modules/"; done
 

@@ -1,6 +1,7 @@
 # The original machine's life, then its backup (run by drill-agent; $1: results folder).
 # Users and their files with owners, modes, ACLs, xattrs, links and holes on
-# /home; a PostgreSQL database; then "syn3-backup tick" as cron would run it,
+# /home; a PostgreSQL database; then "syn3-backup tick" as cron would run it
+# (onto the variant's target: the backup disk, or the SMB share),
 # and the fingerprint of the machine as it was backed up.
 set -euo pipefail
 out=$1
@@ -35,6 +36,12 @@ INSERT INTO orders (customer, amount, at)
 SQL
 db_sum() { su postgres -s /bin/sh -c "psql -At -d shop -c \"SELECT count(*) || ' ' || md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o\""; }
 syn3-backup config check
+# With an SMB share (the file share on the job disk): systemd-networkd brings the address up
+# during the boot; the tick waits until the share answers, as cron's would find it.
+if [ -f share ]; then
+  read -r addr port < share
+  for _ in $(seq 60); do timeout 2 bash -c ": < /dev/tcp/$addr/$port" 2> /dev/null && break; sleep 1; done
+fi
 # The signing key "syn3-backup install" made: its public key is what the papers keep.
 syn3-backup key show > "$out/public-key.txt"
 syn3-backup --log-format text tick
