@@ -144,6 +144,19 @@ describe('rotation', () => {
     expect(sha256(await readAll(await t.open('b1')))).toBe(sha256(data.get('b1')!));
   });
 
+  it('writeFrom: the dump goes from its programs straight onto the chosen tape (no byte through this process), then verifies and commits', async () => {
+    const t = library();
+    await backUp(t, 'b1', 2);
+    const bytes = randomBytes(200 * KiB + 3);
+    const file = join(state, 'dump');
+    writeFileSync(file, bytes);
+    await t.check();
+    expect(await t.writeFrom('b2', [['cat', [file]]])).toEqual({ bytes: bytes.length, sha256: sha256(bytes) });
+    expect(sha256(await readAll(await t.openPending('b2')))).toBe(sha256(bytes));
+    await t.commit('b2', metadataFor('b2', bytes, { host: HOST }));
+    expect(await where(t)).toEqual({ b1: 1, b2: 2 });
+  });
+
   it('skips an empty slot in the rotation', async () => {
     changer.takeOut(2);
     const t = library({ keep: 2 });

@@ -30,7 +30,7 @@ import { statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../../errors.js';
-import { run } from '../../system/run.js';
+import { type Command, run } from '../../system/run.js';
 import { checkId, oldestFirst, storedBackup } from '../kit/index.js';
 import type { BackupMetadata, StoredBackup, Target } from '../target.js';
 import type { TapeTargetConfig } from '../tape-config.js';
@@ -78,17 +78,32 @@ export class TapeLibraryTarget implements Target {
 
   async write(id: string, source: Readable): Promise<void> {
     checkId(id);
-    let slot: number;
     try {
-      slot = this.writing && (await this.loadedSlot()) === this.writing.slot ? this.writing.slot : await this.loadForWriting();
+      await this.startWriting(id);
     } catch (e) {
       source.destroy();
       throw e;
     }
+    await this.tape.write(id, source);
+  }
+
+  /** The dump straight from its programs onto the chosen tape, as TapeTarget.writeFrom: no byte of it through this process. */
+  async writeFrom(
+    id: string,
+    producers: readonly Command[],
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ bytes: number; sha256: string }> {
+    checkId(id);
+    await this.startWriting(id);
+    return this.tape.writeFrom(id, producers, options);
+  }
+
+  /** The tape check() loaded (or the rotation's, when check did not run in this process), now holding an unfinished write. */
+  private async startWriting(id: string): Promise<void> {
+    const slot = this.writing && (await this.loadedSlot()) === this.writing.slot ? this.writing.slot : await this.loadForWriting();
     this.writing = { slot, id };
     // Whatever the tape held is gone from the first block: the catalogue says so first.
     this.record(slot, { kind: 'unfinished', id });
-    await this.tape.write(id, source);
   }
 
   async openPending(id: string): Promise<Readable> {
