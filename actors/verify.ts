@@ -66,6 +66,7 @@ async function readBack(
     unpacked.done,
   ]);
   const actual = { bytes: measure.bytes, sha256: measure.digest() };
+  if (piped.status === 'rejected') throw readFailure(piped.reason, where);
   if (actual.bytes !== expected.bytes || actual.sha256 !== expected.sha256) {
     throw new UserError(
       'verify',
@@ -85,7 +86,20 @@ async function readBack(
       hint: 'The dump is not restorable; check the xfsdump messages in the log and the health of /home; the earlier backups were kept',
     });
   }
-  if (piped.status === 'rejected') throw piped.reason;
   if (reported.status === 'rejected') throw reported.reason;
   return { ...actual, entries: report.entries };
+}
+
+/**
+ * The read of a backup from its target failed on the way (a connection
+ * dropped mid-stream, the server gone): its own reason says what happened and
+ * what to do, not the short or different bytes it left behind.
+ */
+export function readFailure(reason: unknown, where: string): UserError {
+  if (reason instanceof UserError) return reason;
+  return new UserError('target', `reading the backup from the target failed: ${(reason as Error)?.message ?? String(reason)}`, {
+    where,
+    hint: 'Check the target and the connection to it, then run again',
+    cause: reason,
+  });
 }

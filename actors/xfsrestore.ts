@@ -12,6 +12,7 @@ import { decompressingInto, type Compression } from '../src/system/compression.j
 import { finished } from 'node:stream/promises';
 import { finish, run, start } from '../src/system/run.js';
 import { XfsrestoreReport } from '../src/system/xfsrestore-report.js';
+import { readFailure } from './verify.js';
 
 export function xfsrestoreArgs(home: string, file?: string): string[] {
   // Like xfsdump, xfsrestore reads stdin from a lone "-", not from "-f -".
@@ -36,6 +37,7 @@ export async function restoreHome(
     pipeline(child.stdout!, report),
     unpacked.done,
   ]);
+  if (piped.status === 'rejected') throw readFailure(piped.reason, where);
   if (measure.bytes !== expected.bytes || measure.digest() !== expected.sha256) {
     throw new UserError(
       'restore',
@@ -55,7 +57,6 @@ export async function restoreHome(
       hint: 'Run "syn3-backup resume" to format /home and restore again; if it repeats, restore from an older backup',
     });
   }
-  if (piped.status === 'rejected') throw piped.reason;
   if (reported.status === 'rejected') throw reported.reason;
   return { entries: report.entries };
 }

@@ -539,7 +539,8 @@ export class FtpTarget implements Target {
     const said = this.redact(e instanceof Error ? e.message : String(e));
     return new UserError('target', `the connection to the FTP server was lost while ${DOING[phase]}${after} (${said})`, {
       where,
-      hint: 'Check that the server is running and reachable, then run again; the earlier backups were kept, and the next successful run removes the partial upload',
+      // Only an upload leaves a partial file behind; a download (a verify, a restore) leaves nothing.
+      hint: `Check that the server is running and reachable, then run again; the earlier backups were kept${phase === 'upload' ? ', and the next successful run removes the partial upload' : ''}`,
       cause: e,
     });
   }

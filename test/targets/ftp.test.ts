@@ -339,6 +339,8 @@ describe('FTP target on a real vsftpd (plain FTP)', () => {
       );
       expect(e).toBeInstanceOf(UserError);
       expect((e as UserError).message).toMatch(/^the connection to the FTP server was lost while downloading \(/);
+      // A download leaves no partial upload to speak of.
+      expect((e as UserError).hint).toBe('Check that the server is running and reachable, then run again; the earlier backups were kept');
     } finally {
       await own.stop();
     }
