@@ -198,3 +198,40 @@ export async function startTapeServer(g: Guest, o: TapeServerOptions): Promise<T
   for (let i = 0; i < result.length; i++) await server.erase(i);
   return server;
 }
+
+export interface TapeHostConfig {
+  host: string;
+  /** paths.root; paths.boot is <root>/boot. */
+  root: string;
+  home: string;
+  device: string;
+  /** As target.block_size takes it: 262144 or "256KiB". */
+  blockSize: number | string;
+  /** More lines of the target section, e.g. "overwrite: true". */
+  target?: string[];
+}
+
+/** A spool-mode configuration of a small server in a guest backing up to a tape drive (state and modules under /etc and /var/lib, as installed). */
+export function tapeHostConfig(o: TapeHostConfig): string {
+  return [
+    `host: ${o.host}`,
+    'schedule:',
+    '  every: 1d',
+    'mode: spool',
+    'paths:',
+    `  root: ${o.root}`,
+    `  boot: ${o.root}/boot`,
+    `  home: ${o.home}`,
+    '  state: /var/lib/syn3-backup',
+    '  modules: /etc/syn3-backup/modules',
+    'target:',
+    '  type: tape',
+    `  device: ${o.device}`,
+    `  block_size: ${o.blockSize}`,
+    ...(o.target ?? []).map((l) => `  ${l}`),
+    'restore:',
+    '  update_grub: false',
+    '  update_initramfs: false',
+    '',
+  ].join('\n');
+}
