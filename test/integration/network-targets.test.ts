@@ -14,9 +14,7 @@ import { createTarget } from '../../src/targets/index.js';
 import { ensureSigningKey, listBackups, runCli, SANDBOX_HOST } from '../support/cli.js';
 import { populateRichTree } from '../support/rich-tree.js';
 import { createSandbox, createXfsVolume, destroyAll, type Sandbox } from '../support/sandbox.js';
-import { startFtpServer } from '../support/servers/ftp.js';
-import { startSmbServer } from '../support/servers/smb.js';
-import { startS3Server } from '../support/servers/s3.js';
+import { SERVED_TYPES, startTargetServer, tapeStandInLines } from '../support/servers/targets.js';
 import { createTapeStandIn } from '../support/standins/tape.js';
 import { diffTrees, snapshotTree, XFSRESTORE_LOSSES } from '../support/tree-compare.js';
 
@@ -27,50 +25,19 @@ interface Server {
 }
 
 const SERVERS: Record<string, () => Promise<Server>> = {
-  smb: async () => {
-    const s = await startSmbServer({ shares: [{ name: 'backup' }] });
-    return {
-      target: ['type: smb', `share: ${s.unc('backup')}`, `port: ${s.port}`, `credentials_file: ${s.credentialsFile}`],
-      stop: () => s.stop(),
-    };
-  },
-  ftp: async () => {
-    const s = await startFtpServer();
-    const dir = s.makeDirectory('backups');
-    return {
-      target: [
-        'type: ftp',
-        `host: ${s.host}`,
-        `port: ${s.port}`,
-        'secure: false',
-        `user: ${s.user}`,
-        `password_file: ${s.passwordFile}`,
-        `directory: ${dir}`,
-      ],
-      stop: () => s.stop(),
-    };
-  },
-  s3: async () => {
-    const s = await startS3Server();
-    const bucket = await s.createBucket();
-    const credentials = join(s.dir, 'syn3-s3.cred');
-    await s.writeCredentialsFile(credentials);
-    return {
-      target: [
-        'type: s3',
-        `endpoint: ${s.endpoint}`,
-        `region: ${s.region}`,
-        `bucket: ${bucket}`,
-        'prefix: sandbox/',
-        `credentials_file: ${credentials}`,
-      ],
-      stop: () => s.stop(),
-    };
-  },
+  ...Object.fromEntries(
+    SERVED_TYPES.map((type) => [
+      type,
+      async () => {
+        const s = await startTargetServer(type);
+        return { target: s.lines(), stop: () => s.stop() };
+      },
+    ]),
+  ),
   // No tape drive or emulator runs here: a file stands in for the tape, and an mt stand-in on PATH.
   tape: async () => {
     const t = createTapeStandIn();
-    return { target: ['type: tape', `device: ${t.device}`, 'block_size: 64KiB', 'retention:', '  keep: 1'], stop: async () => t.cleanup() };
+    return { target: tapeStandInLines(t), stop: async () => t.cleanup() };
   },
 };
 

@@ -35,7 +35,13 @@ export interface SandboxConfigOptions {
   host?: string;
   /** A YAML schedule mapping line, default "every: 1d" (so a second tick is not due). */
   schedule?: string;
-  target: string;
+  /** The file target's directory; or name another target with targetLines. */
+  target?: string;
+  /**
+   * The lines under `target:` (without their indentation), for any target: they replace the file
+   * target's type, path, require_mount and retention.
+   */
+  targetLines?: readonly string[];
   /** Default false: most tests back up into a plain directory (the program's default is true). */
   requireMount?: boolean;
   keep?: number;
@@ -67,14 +73,16 @@ export function sandboxConfigText(sandbox: Sandbox, o: SandboxConfigOptions): st
     `  state: ${o.state ?? join(sandbox.dir, 'state')}`,
     `  modules: ${o.modules ?? join(sandbox.dir, 'modules')}`,
     'target:',
-    '  type: file',
-    `  path: ${o.target}`,
-    `  require_mount: ${o.requireMount ?? false}`,
-    '  retention:',
-    `    keep: ${o.keep ?? 7}`,
+    ...targetLines(o).map((l) => `  ${l}`),
     ...trustLines(sandbox, o),
   ];
   return `${lines.join('\n')}\n${o.extra ?? ''}`;
+}
+
+function targetLines(o: SandboxConfigOptions): readonly string[] {
+  if (o.targetLines) return o.targetLines;
+  if (o.target === undefined) throw new Error('a sandbox configuration needs target (a directory) or targetLines');
+  return ['type: file', `path: ${o.target}`, `require_mount: ${o.requireMount ?? false}`, 'retention:', `  keep: ${o.keep ?? 7}`];
 }
 
 function trustLines(sandbox: Sandbox, o: SandboxConfigOptions): string[] {

@@ -1,5 +1,6 @@
 // The two machines of a disaster-recovery test. The "old machine" is a
-// sandbox backed up with `tick` and then lost (its volumes unmounted: XFS
+// sandbox backed up through a target (a file target with `tick`, or any
+// target's configuration lines with `backup`) and then lost (its volumes unmounted: XFS
 // refuses a second mount of a UUID, and the restore gives the new volumes the
 // old UUIDs). A "new machine" is a fresh installation: root and home on their
 // own loop XFS volumes, boot on the first partition of a partitioned loop disk
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type Result, type ResultPromise } from 'execa';
 import { POST_RESTORE_SCRIPT } from '../../actors/markers.js';
-import { CLI, listBackups, publicKeyOf, runCli, writeSandboxConfig, type ListedBackup } from './cli.js';
+import { CLI, ensureSigningKey, listBackups, runCli, writeSandboxConfig, type ListedBackup } from './cli.js';
 import { createPartitionedXfsDisk, probeFs, type FsIdentity, type PartitionedDisk } from './partitioned-disk.js';
 import { populateBootTree, populateRichTree, populateSystemTree, SYSTEM_VOLATILE_DIRS } from './rich-tree.js';
 import { createSandbox, createTargetVolume, createXfsVolume, type Sandbox, type XfsVolume } from './sandbox.js';
@@ -56,7 +57,10 @@ export interface OldMachine {
   /** Holds the target and the modules, shared by the old and the new machines. */
   work: string;
   sandbox: Sandbox;
-  target: XfsVolume;
+  /** The file target's volume, when the backup went to one (buildOldMachine). */
+  target?: XfsVolume;
+  /** The lines under `target:` in the old machine's configuration, and by default in the new machine's. */
+  targetLines: readonly string[];
   modules: string;
   config: string;
   /** The public key of the old machine's signing key: what the disaster-recovery papers hold. */
@@ -77,10 +81,30 @@ export async function rootTree(root: string): Promise<Snapshot> {
   return snapshotTree(root, { exclude: [STATE_IN_ROOT, ...runtime.flat()] });
 }
 
-/** A server with a rich /home, a database module and a backup on its own target, then lost. */
-export async function buildOldMachine(): Promise<OldMachine> {
+/** The lines under `target:` of a file target on a volume of its own. */
+export function fileTargetLines(path: string): string[] {
+  return ['type: file', `path: ${path}`, 'require_mount: true', 'retention:', '  keep: 7'];
+}
+
+/**
+ * A server with a rich /home and a database module that can be backed up
+ * through any number of targets, one after the other (each backup is what
+ * a restore from it must bring back), and then lost.
+ */
+export interface OldServer {
+  work: string;
+  sandbox: Sandbox;
+  modules: string;
+  publicKey: string;
+  ids: Identities;
+  /** Backs the server up with `command` through the target the lines name, under a configuration called `name`. */
+  backUp(name: string, targetLines: readonly string[], command?: 'tick' | 'backup'): Promise<OldMachine>;
+  /** The server burns down: its volumes are unmounted (XFS refuses a second mount of a UUID). */
+  lose(): Promise<void>;
+}
+
+export async function prepareOldServer(): Promise<OldServer> {
   const work = await mkdtemp(join(tmpdir(), 'syn3-restore-e2e-'));
-  const target = await createTargetVolume(work);
   const modules = join(work, 'modules');
   await mkdir(modules);
   for (const [name, text] of [
@@ -99,38 +123,50 @@ export async function buildOldMachine(): Promise<OldMachine> {
   await mkdir(join(root, 'etc/postinst.d'), { recursive: true });
   await writeFile(join(root, POST_RESTORE), POST_RESTORE_SCRIPT, { mode: 0o644 });
   await chmod(join(root, POST_RESTORE), 0o644);
-  const config = await writeSandboxConfig(sandbox, {
-    file: join(work, 'old-machine.yaml'),
-    target: target.mountPoint,
-    requireMount: true,
-    modules,
-    state: join(root, STATE_IN_ROOT),
-    extra: RESTORE_SECTION,
-  });
-  const publicKey = publicKeyOf(join(sandbox.dir, 'signing.key'));
-  const tick = await runCli(config, ['tick']);
-  const listed = await listBackups(config);
-  if (tick.exitCode !== 0 || listed.length !== 1)
-    throw new Error(`the old machine's backup failed: ${JSON.stringify(tick)}; list: ${JSON.stringify(listed)}`);
-  const backup = listed[0]!;
-  const dump = await readFile(join(sandbox.home.mountPoint, 'system/spool/db.dump'), 'utf8');
-  const trees = {
-    root: await rootTree(root),
-    boot: await snapshotTree(sandbox.boot.mountPoint),
-    home: await snapshotTree(sandbox.home.mountPoint),
-  };
+  const publicKey = ensureSigningKey(join(sandbox.dir, 'signing.key'));
   const ids = {
     root: await probeFs(sandbox.root.device),
     boot: await probeFs(sandbox.boot.device),
     home: await probeFs(sandbox.home.device),
   };
-  // The server burns down.
-  for (const volume of [sandbox.home, sandbox.boot, sandbox.root]) await volume.unmount();
-  return { work, sandbox, target, modules, config, publicKey, backup, dump, trees, ids };
+  const backUp = async (name: string, targetLines: readonly string[], command: 'tick' | 'backup' = 'backup'): Promise<OldMachine> => {
+    const config = await writeSandboxConfig(sandbox, {
+      file: join(work, `${name}.yaml`),
+      targetLines,
+      modules,
+      state: join(root, STATE_IN_ROOT),
+      extra: RESTORE_SECTION,
+    });
+    const run = await runCli(config, [command]);
+    const listed = await listBackups(config);
+    if (run.exitCode !== 0 || listed.length !== 1)
+      throw new Error(`the old machine's backup (${name}) failed: ${JSON.stringify(run)}; list: ${JSON.stringify(listed)}`);
+    const backup = listed[0]!;
+    const dump = await readFile(join(sandbox.home.mountPoint, 'system/spool/db.dump'), 'utf8');
+    const trees = {
+      root: await rootTree(root),
+      boot: await snapshotTree(sandbox.boot.mountPoint),
+      home: await snapshotTree(sandbox.home.mountPoint),
+    };
+    return { work, sandbox, targetLines, modules, config, publicKey, backup, dump, trees, ids };
+  };
+  const lose = async () => {
+    for (const volume of [sandbox.home, sandbox.boot, sandbox.root]) await volume.unmount();
+  };
+  return { work, sandbox, modules, publicKey, ids, backUp, lose };
+}
+
+/** A server with a rich /home, a database module and a backup (by tick) on a file target of its own, then lost. */
+export async function buildOldMachine(): Promise<OldMachine & { target: XfsVolume }> {
+  const server = await prepareOldServer();
+  const target = await createTargetVolume(server.work);
+  const old = await server.backUp('old-machine', fileTargetLines(target.mountPoint), 'tick');
+  await server.lose();
+  return { ...old, target };
 }
 
 /** Removes the old machine's work directory once every volume is gone, never through a mount that is still there. */
-export async function removeWork(old: OldMachine): Promise<void> {
+export async function removeWork(old: Pick<OldMachine, 'work'>): Promise<void> {
   const { stdout } = await execa('findmnt', ['-n', '-r', '-o', 'TARGET'], { reject: false });
   const below = stdout.split('\n').filter((t) => t.startsWith(`${old.work}/`));
   if (below.length) {
@@ -161,12 +197,19 @@ export interface NewMachine {
   destroy(): Promise<void>;
 }
 
+export interface NewMachineOptions {
+  /** The lines under `target:` (default the old machine's): the target as the new machine reaches it. */
+  targetLines?: (dir: string) => Promise<readonly string[]>;
+  /** What /home holds besides the installer's notes, written before the restore. */
+  home?: (home: string) => Promise<void>;
+}
+
 /**
  * A fresh installation, with its own labels and UUIDs and a little content of
  * its own, configured like the old machine but with no signing key: its
  * configuration holds only the old machine's public key, as the papers do.
  */
-export async function installNewMachine(old: OldMachine, name: string): Promise<NewMachine> {
+export async function installNewMachine(old: OldMachine, name: string, o: NewMachineOptions = {}): Promise<NewMachine> {
   const dir = join(old.work, name);
   await mkdir(dir);
   const made: Array<{ destroy(): Promise<void> }> = [];
@@ -183,13 +226,14 @@ export async function installNewMachine(old: OldMachine, name: string): Promise<
     await writeFile(join(boot.mountPoint, 'vmlinuz-fresh'), 'fresh kernel\n');
     await mkdir(join(home.mountPoint, 'installer'));
     await writeFile(join(home.mountPoint, 'installer/notes.txt'), 'fresh install\n');
+    await o.home?.(home.mountPoint);
+    const targetLines = (await o.targetLines?.(dir)) ?? old.targetLines;
     const state = join(root.mountPoint, STATE_IN_ROOT);
     const config = await writeSandboxConfig(
       { dir, root, boot, home, cleanup: async () => undefined },
       {
         file: join(dir, 'config.yaml'),
-        target: old.target.mountPoint,
-        requireMount: true,
+        targetLines,
         modules: old.modules,
         state,
         signingKey: false,
@@ -201,8 +245,7 @@ export async function installNewMachine(old: OldMachine, name: string): Promise<
       { dir, root, boot, home, cleanup: async () => undefined },
       {
         file: join(dir, 'initrd.yaml'),
-        target: old.target.mountPoint,
-        requireMount: true,
+        targetLines,
         modules: old.modules,
         state: join(home.mountPoint, SYSTEM_COPY, STATE_IN_ROOT),
         signingKey: false,

@@ -8,15 +8,17 @@
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import type { CliResult } from './cli.js';
+import { runCli, type CliResult } from './cli.js';
 import {
+  identities,
+  markers,
   mountsOf,
   PROOF,
   restoreStatus,
   STATE_IN_ROOT,
   SYSTEM_COPY,
+  trees,
   type Identities,
-  type markers,
   type NewMachine,
   type OldMachine,
   type Trees,
@@ -69,6 +71,24 @@ export async function bootRestoredSystem(m: NewMachine): Promise<void> {
   for (const v of [m.root, m.boot]) {
     if (!(await mountsOf(v.device)).includes(v.mountPoint)) await execa('mount', ['-t', 'xfs', v.device, v.mountPoint]);
   }
+}
+
+/** What a restore is judged by, read from the new machine as it is now. */
+export async function restoredState(m: NewMachine): Promise<RestoredState> {
+  return { machine: m, trees: await trees(m), ids: await identities(m), after: await markers(m), mbr: await m.bootDisk.readMbr() };
+}
+
+/**
+ * What follows a `restore` (or `resume`) that left the machine waiting for its
+ * reboot: the initrd phase, the boot, and the first boot's resume, each of
+ * which must exit 0. Returns what the first boot said.
+ */
+export async function rebootAndFinish(m: NewMachine): Promise<CliResult> {
+  expectOk('resume --initrd', await runCli(m.initrdConfig, ['resume', '--initrd'], { env: { TMPDIR: m.tmp } }));
+  await bootRestoredSystem(m);
+  const firstBoot = await runCli(m.config, ['resume']);
+  expectOk('resume', firstBoot);
+  return firstBoot;
 }
 
 function withoutPaths(tree: Trees[keyof Trees], drop: (path: string) => boolean): Trees[keyof Trees] {
