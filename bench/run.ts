@@ -15,7 +15,10 @@
  *     on a new machine) against bare `xfsrestore -F -J -B -f FILE` of the same dump
  *     onto a fresh XFS of the same size (goal <= 1.05), one run each, cold; and
  *     against the bare run with the dump in the page cache, as restoreHome finds it
- *     after the program's preflight read-back.
+ *     after the program's preflight read-back;
+ *  5. the restore of /home from the SMB target on a fresh installation (verifying while
+ *     restoring) against bare `smbclient get - | xfsrestore` (goal <= 1.15), and with the
+ *     preflight's full read first, as for a /home holding data (bench/restore-smb.ts).
  *
  * A report, not a test: it exits 0 when a goal is missed, but says MISSED.
  * Options: --diagnose takes the dump step and the restoreHome phase apart even
@@ -29,6 +32,7 @@ import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { benchTargetFtp } from './target-ftp.js';
+import { benchFreshRestoreSmb } from './restore-smb.js';
 import { benchTargetSmb } from './target-smb.js';
 import { benchTargetTape } from './target-tape.js';
 import { benchTargetS3 } from './target-s3.js';
@@ -624,6 +628,18 @@ async function main(): Promise<void> {
   }
 
   const targets = await targetBenches(quick ? 128 * MiB : 512 * MiB);
+  say('restore of /home from the smb target on a fresh installation, against bare smbclient get | xfsrestore');
+  const smbRestore = await benchFreshRestoreSmb({ homeMiB, shape, say });
+  rows.push({
+    name: 'fresh-installation restore of /home from smb vs bare smbclient get | xfsrestore',
+    bare: smbRestore.best.bare,
+    program: smbRestore.best.fresh,
+    ratio: smbRestore.ratio,
+    goal: 1.15,
+    unit: 'ms',
+    how: `best of ${smbRestore.runs.bare.length} cold runs each, rotating; ${fmtBytes(smbRestore.dumpBytes)} dump; verifying while restoring (a /home that holds only what an installer puts there). With the preflight's full read first (a /home holding data): ${fmtMs(smbRestore.best.verifyFirst)}, ratio ${smbRestore.verifyFirstRatio.toFixed(3)}`,
+    extra: { ...smbRestore },
+  });
 
   const totalMs = performance.now() - started;
   const machine = {
