@@ -8,15 +8,21 @@
  * 2. The freeze window with both shipped freezers (MariaDB, PostgreSQL, their
  *    data on /home) while a client commits to each: milliseconds, per backup.
  *
- * Writes bench/lane-results.json.
+ * 3. The tape target's write on the real st driver against a bare dd of the
+ *    same xfsdump stream to the same /dev/nst0 (lane-tape.ts), in a guest of
+ *    its own.
+ *
+ * `npm run bench:lane -- --only snapshot|tape` runs one part and keeps the
+ * other's figures from bench/lane-results.json. Writes bench/lane-results.json.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMariadb, startPostgres } from '../test/lane/databases.js';
 import { type Guest, startGuest } from '../test/lane/guest.js';
 import { makeSnapshotServer, SERVER } from '../test/lane/snapshot-server.js';
+import { benchLaneTape } from './lane-tape.js';
 import { fmtMs, median, readLog, stepMs } from './util.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/lane-results.json', import.meta.url));
@@ -80,7 +86,7 @@ async function programDump(g: Guest, host: string): Promise<{ dumpMs: number; fr
   return { dumpMs, freezeMs: status.lastSuccess.freezeWindowMs };
 }
 
-async function main(): Promise<void> {
+async function snapshotBench(): Promise<Record<string, unknown>> {
   const started = Date.now();
   const g = await startGuest({
     name: 'bench',
@@ -154,11 +160,11 @@ async function main(): Promise<void> {
       },
       seconds: (Date.now() - started) / 1000,
     };
-    writeFileSync(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
     process.stdout.write(
       `\nsnapshot mode in the lane: dump stage ${dumpRatio.toFixed(3)} x a bare xfsdump of the mounted snapshot (goal 1.05: ${dumpRatio <= 1.05 ? 'met' : 'MISSED'}); ` +
-        `freeze window ${windows.join(', ')} ms, median ${median(windows)} ms (goal 2000 ms: ${median(windows) <= 2000 ? 'met' : 'MISSED'})\nwritten: ${RESULTS}\n`,
+        `freeze window ${windows.join(', ')} ms, median ${median(windows)} ms (goal 2000 ms: ${median(windows) <= 2000 ? 'met' : 'MISSED'})\n`,
     );
+    return results;
   } catch (e) {
     g.keep();
     throw e;
@@ -166,6 +172,32 @@ async function main(): Promise<void> {
     await g.stop();
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+async function main(): Promise<void> {
+  const at = process.argv.indexOf('--only');
+  const only = at >= 0 ? process.argv[at + 1] : undefined;
+  if (only !== undefined && only !== 'snapshot' && only !== 'tape') throw new Error('--only takes snapshot or tape');
+  const earlier = existsSync(RESULTS) ? (JSON.parse(readFileSync(RESULTS, 'utf8')) as Record<string, unknown>) : {};
+  let results: Record<string, unknown> = { ...earlier };
+  if (only !== 'tape') {
+    results = { ...results, ...(await snapshotBench()) };
+  }
+  if (only !== 'snapshot') {
+    const work = mkdtempSync(join(tmpdir(), 'syn3-bench-lane-tape-'));
+    try {
+      const started = Date.now();
+      const tape = await benchLaneTape(say, work);
+      results.tape = { ...tape, at: new Date().toISOString(), seconds: (Date.now() - started) / 1000 };
+      process.stdout.write(
+        `\ntape on the real st driver: the target's write ${tape.ratio.toFixed(3)} x the speed of a bare dd bs=256KiB of the same stream (goal >= ${tape.goal}: ${tape.ratio >= tape.goal ? 'met' : 'MISSED'})\n`,
+      );
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+  writeFileSync(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`written: ${RESULTS}\n`);
 }
 
 await main();
