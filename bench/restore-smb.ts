@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { verifyStream } from '../actors/verify.js';
 import { restoreHome } from '../actors/xfsrestore.js';
+import { backupSource } from '../src/system/read-into.js';
 import { SmbTarget } from '../src/targets/smb.js';
 import { smbTargetSchema } from '../src/targets/smb-config.js';
 import { createXfsVolume } from '../test/support/sandbox.js';
@@ -80,10 +81,10 @@ export async function benchFreshRestoreSmb(o: {
     };
     const run: Record<Variant, () => Promise<unknown>> = {
       bare,
-      fresh: async () => restoreHome(await target.open(ID), home.mountPoint, expected, where),
+      fresh: async () => restoreHome(await backupSource(target, ID), home.mountPoint, expected, where),
       verifyFirst: async () => {
-        await verifyStream(() => target.open(ID), expected, where);
-        return restoreHome(await target.open(ID), home.mountPoint, expected, where);
+        await verifyStream(() => backupSource(target, ID), expected, where);
+        return restoreHome(await backupSource(target, ID), home.mountPoint, expected, where);
       },
     };
     const runs: Record<Variant, number[]> = { bare: [], fresh: [], verifyFirst: [] };
