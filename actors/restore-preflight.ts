@@ -45,7 +45,7 @@ export async function planRestore(
     'blkid',
     'mount',
     'umount',
-    // The target's program feeds xfsrestore through tee, with openssl, wc and tail beside it.
+    // The target's program feeds xfsrestore through tee, with openssl, wc and head beside it.
     ...(target.readProgram ? NATIVE_READ_TOOLS : []),
   ]);
   const backup = await findBackup(target, backupId);

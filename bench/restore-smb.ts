@@ -6,7 +6,9 @@
  *
  *  - fresh:        what the restore runs when /home holds only what an installer
  *                  puts there (src/system/fresh-home.ts): the restoreHome phase
- *                  alone, verifying the stream as it restores (goal <= 1.15 of bare);
+ *                  alone, verifying the stream as it restores (goal <= 1.15 of bare):
+ *                  smbclient | tee -p | xfsrestore with openssl, wc and head beside
+ *                  it (src/system/read-into.ts), no byte through Node;
  *  - verify first: a /home that holds data: the preflight's full read-back
  *                  (verifyStream), then the same restoreHome: the backup crosses
  *                  the network twice.

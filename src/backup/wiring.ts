@@ -68,7 +68,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         ...(target.localWrite ? ['tail', 'openssl'] : []),
         // The tape's native writer: tee (through FIFOs made by mkfifo) into dd, openssl and wc.
         ...(target.writeFrom ? ['tee', 'mkfifo', 'dd', 'openssl', 'wc'] : []),
-        // The verify's native read: the target's program into tee, with openssl, wc and tail beside it.
+        // The verify's native read: the target's program into tee, with openssl, wc and head beside it.
         ...(target.readProgram ? (await import('../system/read-into.js')).NATIVE_READ_TOOLS : []),
         ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'dmsetup', 'mount', 'umount'] : []),
       ]);

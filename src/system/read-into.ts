@@ -10,12 +10,15 @@
  *   smbclient get NAME -  |  tee -p  |  [zstd -d |] xfsrestore ...
  *                                ├── openssl dgst -sha256 -r FIFO   the checksum
  *                                ├── wc -c FIFO                     the length
- *                                └── tail -c 4096 FIFO              the last bytes: where smbclient
- *                                                                   prints a file it cannot open
+ *                                └── head -c 4096 FIFO              the first bytes: where smbclient
+ *                                                                   says it cannot open the file
  *
  * tee -p goes on feeding the checksum when the consumer gives up early, as the
- * stream path's forwardTolerantly does. Any other target's stream passes
- * through a Measure here. Either way the caller judges the outcome in the same
+ * stream path's forwardTolerantly does, and when head has what it wants: a
+ * message instead of data is the program's whole output, and a failure on the
+ * way is said on stderr (smbclient: "parallel_read returned NT_STATUS_..."), so
+ * the rest of the stream need not be kept (tail -c cost 0.2 s per 250 MB here).
+ * Any other target's stream passes through a Measure here. Either way the caller judges the outcome in the same
  * order: the read's own failure, the length and checksum, then the consumer.
  */
 import type { Readable, Writable } from 'node:stream';
@@ -29,11 +32,11 @@ import { Measure } from './streams.js';
 /** A backup to read: a stream through this process, or a program's stdout. */
 export type BackupSource = Readable | ProgramRead;
 
-/** More than smbclient's message about a file it cannot open, or one it prints at the end. */
-const TAIL_BYTES = 4096;
+/** More than smbclient's message about a file it cannot open. */
+const HEAD_BYTES = 4096;
 
 /** The programs the native read runs besides the target's own and the consumer (requireTools). */
-export const NATIVE_READ_TOOLS = ['tee', 'mkfifo', 'openssl', 'wc', 'tail'];
+export const NATIVE_READ_TOOLS = ['tee', 'mkfifo', 'openssl', 'wc', 'head'];
 
 /** The backup `id` from `target`: natively where the target offers it (readProgram), else its stream. */
 export async function backupSource(target: Target, id: string, options: { pending?: boolean } = {}): Promise<BackupSource> {
@@ -111,7 +114,7 @@ async function readNatively(
     [
       (fifo) => [SHA256_OF_STDIN[0], [...SHA256_OF_STDIN[1], fifo]],
       (fifo) => ['wc', ['-c', fifo]],
-      (fifo) => ['tail', ['-c', String(TAIL_BYTES), fifo]],
+      (fifo) => ['head', ['-c', String(HEAD_BYTES), fifo]],
     ],
     [...unpack, consumer],
     {
@@ -128,11 +131,11 @@ async function readNatively(
   );
   const outcome = await teeing.done;
   const reportFailed = await reported;
-  const [hashed = '', counted = '', tail = ''] = outcome.sides;
+  const [hashed = '', counted = '', head = ''] = outcome.sides;
   const consumerAt = outcome.exits.length - 1;
   const programFailed = outcome.failure(0);
   // The program's failure is the target's (its error classified); then tee's and the sides'.
-  let readFailure: unknown = programFailed ? source.failed(programFailed, tail) : [1, 2, 3, 4].map((i) => outcome.failure(i)).find(Boolean);
+  let readFailure: unknown = programFailed ? source.failed(programFailed, head) : [1, 2, 3, 4].map((i) => outcome.failure(i)).find(Boolean);
   let bytes = Number.NaN;
   let sha256 = '';
   if (!readFailure) {

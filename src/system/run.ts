@@ -31,6 +31,7 @@ const PACKAGE_OF: Record<string, string> = {
   zstd: 'zstd',
   'grub-install': 'grub-pc',
   tail: 'coreutils',
+  head: 'coreutils',
   openssl: 'openssl',
   lvs: 'lvm2',
   vgs: 'lvm2',

@@ -229,8 +229,8 @@ export class SmbTarget implements Target {
    * the reader takes straight from it (src/system/read-into.ts). A file it
    * cannot open comes out as a short message instead of the data, so the
    * length and checksum fail too; smbclient's exit and what it said on stderr
-   * and at the end of stdout are classified as for a stream (server gone,
-   * wrong credentials, no such file, connection lost).
+   * and at the start of stdout are classified as for a stream (server gone,
+   * wrong credentials, no such file, connection lost: that one on stderr).
    */
   async readProgram(id: string, options: { pending?: boolean } = {}): Promise<ProgramRead> {
     const name = options.pending ? pendingDump(id) : finalDump(id);
@@ -239,7 +239,7 @@ export class SmbTarget implements Target {
       kind: 'program',
       command: ['smbclient', this.args(creds, `get ${name} -`)],
       secrets: creds.secrets,
-      failed: (error, stdoutTail) => this.error(failedFrom(error, stdoutTail), 'read', `${this.where}/${name}`),
+      failed: (error, stdoutHead) => this.error(failedFrom(error, stdoutHead), 'read', `${this.where}/${name}`),
     };
   }
 

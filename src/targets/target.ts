@@ -43,10 +43,10 @@ export interface ProgramRead {
   /**
    * The target's own error for a program that failed (server gone, wrong
    * credentials, no such file, connection lost), from run.ts's tool error
-   * (its cause holds the exit and stderr) and the last bytes the program
+   * (its cause holds the exit and stderr) and the first bytes the program
    * printed on stdout (where smbclient reports a file it cannot open).
    */
-  failed(error: UserError, stdoutTail: string): Error;
+  failed(error: UserError, stdoutHead: string): Error;
 }
 
 export interface StoredBackup {

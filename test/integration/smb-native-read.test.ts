@@ -19,6 +19,7 @@ import { run } from '../../src/system/run.js';
 import { Measure } from '../../src/system/streams.js';
 import { smbTargetSchema } from '../../src/targets/smb-config.js';
 import { SmbTarget } from '../../src/targets/smb.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { createXfsVolume, type XfsVolume } from '../support/sandbox.js';
 import { startSmbServer, type SmbServer } from '../support/servers/smb.js';
 import { sha256 } from '../support/target-helpers.js';
@@ -63,8 +64,8 @@ afterAll(async () => {
   await rm(built.dir, { recursive: true, force: true });
 });
 
-function targetOf(smb: SmbServer, credentials = smb.credentialsFile): SmbTarget {
-  return new SmbTarget(smbTargetSchema.parse({ type: 'smb', share: smb.unc('backups'), port: smb.port, credentials_file: credentials }));
+function targetOf(smb: SmbServer, credentials = smb.credentialsFile, port = smb.port): SmbTarget {
+  return new SmbTarget(smbTargetSchema.parse({ type: 'smb', share: smb.unc('backups'), port, credentials_file: credentials }));
 }
 
 /** A fresh, empty file system at /home's mount point. */
@@ -178,6 +179,29 @@ describe('the SMB target read natively: smbclient | tee | xfsrestore, with opens
       expect(e.message).toMatch(/xfsrestore/);
       const v = await rejection(verifyStream(() => backupSource(target, 'junk'), expected, 'test'));
       expect(v.message).toMatch(/^xfsrestore cannot read the dump back cleanly/);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'a connection dropped mid-stream fails the restore of /home with the target error, and a server gone fails at once: no hang',
+    async () => {
+      const w = await world();
+      const proxy = await startFaultProxy({ upstreamPort: w.smb.port });
+      try {
+        const target = targetOf(w.smb, w.smb.credentialsFile, proxy.port);
+        await emptyHome(w.home);
+        proxy.cutAfter(Math.floor(w.expected.bytes / 2));
+        const dropped = await rejection(restoreHome(await backupSource(target, ID), w.home.mountPoint, w.expected, 't'));
+        expect(proxy.cuts).toBe(1);
+        expect(dropped.kind).toBe('target');
+        expect(dropped.message).toMatch(/^the connection to the SMB server was lost during the read \(NT_STATUS_/);
+        await proxy.unplug();
+        const gone = await rejection(verifyStream(() => backupSource(target, ID), w.expected, 't'));
+        expect(gone.message).toMatch(/^cannot reach the SMB server/);
+      } finally {
+        await proxy.stop();
+      }
     },
     TIMEOUT,
   );
