@@ -205,4 +205,22 @@ describe('the SMB target read natively: smbclient | tee | xfsrestore, with opens
     },
     TIMEOUT,
   );
+
+  it(
+    'a compressed backup goes through zstd -d between tee and xfsrestore; its checksum is over the bytes as stored',
+    async () => {
+      const w = await world();
+      const target = targetOf(w.smb);
+      const zipped = join(w.smb.path('backups'), 'zipped.xfsdump');
+      await run('zstd', ['-q', '-f', '-3', w.dump, '-o', zipped]);
+      const stored = readFileSync(zipped);
+      const expected = { bytes: stored.length, sha256: sha256(stored) };
+      const verified = await verifyStream(() => backupSource(target, 'zipped'), expected, 'test', 'zstd');
+      expect(verified.entries).toBeGreaterThanOrEqual(20);
+      await emptyHome(w.home);
+      await restoreHome(await backupSource(target, 'zipped'), w.home.mountPoint, expected, 'test', 'zstd');
+      expect(readFileSync(join(w.home.mountPoint, 'd3', 'f19'))).toHaveLength(1024 * (1 + 19 * 97));
+    },
+    TIMEOUT,
+  );
 });
