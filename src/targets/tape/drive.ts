@@ -5,8 +5,7 @@
  */
 import { run } from '../../system/run.js';
 import { mtError } from './errors.js';
-import { type BlockReader, type BlockWriter, io, type TapeMedia } from './media.js';
-import type { BlockSink } from './native-write.js';
+import { type BlockReader, type BlockSink, type BlockWriter, io, type TapeMedia } from './media.js';
 
 const STATUS_TIMEOUT_MS = 2 * 60_000;
 /** Rewinding or spacing over a whole LTO tape takes minutes. */

@@ -6,7 +6,15 @@
  */
 import { constants as fsc } from 'node:fs';
 import { open } from 'node:fs/promises';
-import type { BlockSink } from './native-write.js';
+
+/** Where dd writes a tape file (native-write.ts): the dump's blocks. */
+export interface BlockSink {
+  path: string;
+  /** More of dd's conv= flags (the stand-in's fsync: a tape device has none). */
+  conv: string[];
+  /** dd closed the tape file: the tape is at the start of the next one. */
+  written(): void;
+}
 
 export interface BlockWriter {
   /** Tape blocks, in order, each exactly the block size: one system call for them all. */

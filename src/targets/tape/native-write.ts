@@ -18,17 +18,9 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SHA256_OF_STDIN, sha256FromDgst } from '../../system/hash-while-writing.js';
 import { type Command, startTee } from '../../system/run.js';
-import { TapeIoError } from './media.js';
+import { type BlockSink, TapeIoError } from './media.js';
 
 /** Where dd writes one tape file: the device itself, or the stand-in's file. */
-export interface BlockSink {
-  path: string;
-  /** More of dd's conv= flags (the stand-in's fsync: a tape device has none). */
-  conv: string[];
-  /** dd closed the tape file: the tape is at the start of the next one. */
-  written(): void;
-}
-
 export interface Written {
   bytes: number;
   sha256: string;

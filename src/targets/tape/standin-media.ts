@@ -4,8 +4,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { open, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { type BlockReader, type BlockWriter, checkBlocks, type TapeMedia } from './media.js';
-import type { BlockSink } from './native-write.js';
+import { type BlockReader, type BlockSink, type BlockWriter, checkBlocks, type TapeMedia } from './media.js';
 
 /**
  * A STAND-IN for a tape, for tests and benchmarks (no drive runs there): tape
