@@ -7,7 +7,7 @@
 import { constants as fsc } from 'node:fs';
 import { open } from 'node:fs/promises';
 
-/** Where dd writes a tape file (native-write.ts): the dump's blocks. */
+/** Where dd writes one tape file (native-write.ts): the device itself, or the stand-in's file. */
 export interface BlockSink {
   path: string;
   /** More of dd's conv= flags (the stand-in's fsync: a tape device has none). */

@@ -20,7 +20,7 @@ import { SHA256_OF_STDIN, sha256FromDgst } from '../../system/hash-while-writing
 import { type Command, startTee } from '../../system/run.js';
 import { type BlockSink, TapeIoError } from './media.js';
 
-/** Where dd writes one tape file: the device itself, or the stand-in's file. */
+/** What went onto the tape: the true length and sha256 of the stream, before dd's padding. */
 export interface Written {
   bytes: number;
   sha256: string;
