@@ -10,7 +10,6 @@ import type { RestorePlan } from '../machines/restore-types.js';
 import type { Config } from '../src/config/schema.js';
 import type { Target } from '../src/targets/target.js';
 import { freshHome } from '../src/system/fresh-home.js';
-import { backupSource } from '../src/system/read-into.js';
 import { format, probeUuid } from '../src/system/mkfs.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mount, mountPointsOf, unmount } from '../src/system/mount.js';
@@ -132,8 +131,7 @@ async function restoreFrom(config: Config, target: Target, plan: RestorePlan, wh
     await checkUnchanged(plan.localFile, where);
     return restoreHomeFromFile(plan.localFile.path, config.paths.home, where);
   }
-  // From the target's own program where it has one (smbclient): no byte through this process.
-  const source = await backupSource(target, plan.backupId);
+  const source = await target.open(plan.backupId);
   return restoreHome(source, config.paths.home, { bytes: plan.size, sha256: plan.sha256 }, where, plan.compression ?? 'none');
 }
 

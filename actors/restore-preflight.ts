@@ -18,7 +18,6 @@ import { run } from '../src/system/run.js';
 import { requireTools } from '../src/system/tools.js';
 import { requireTrustedSignature } from '../src/signing/require-signed.js';
 import { freshHome } from '../src/system/fresh-home.js';
-import { backupSource, NATIVE_READ_TOOLS } from '../src/system/read-into.js';
 import { verifyStream } from './verify.js';
 
 export async function findBackup(target: Target, id: string): Promise<StoredBackup> {
@@ -38,16 +37,7 @@ export async function planRestore(
   backupId: string,
   log: (m: string) => void = () => undefined,
 ): Promise<RestorePlan> {
-  await requireTools([
-    'xfsrestore',
-    'mkfs.xfs',
-    'rsync',
-    'blkid',
-    'mount',
-    'umount',
-    // The target's program feeds xfsrestore through tee, with openssl, wc and head beside it.
-    ...(target.readProgram ? NATIVE_READ_TOOLS : []),
-  ]);
+  await requireTools(['xfsrestore', 'mkfs.xfs', 'rsync', 'blkid', 'mount', 'umount']);
   const backup = await findBackup(target, backupId);
   requireTrustedSignature(config, backup, `${target.description}: backup ${backupId}`);
   const recorded = backup.metadata.layout;
@@ -88,7 +78,7 @@ export async function planRestore(
 /** The whole backup read back from the target and compared with what was recorded when it was written. */
 export async function proveReadable(target: Target, b: Pick<RestorePlan, 'backupId' | 'size' | 'sha256' | 'compression'>): Promise<void> {
   await verifyStream(
-    () => backupSource(target, b.backupId),
+    () => target.open(b.backupId),
     { bytes: b.size, sha256: b.sha256 },
     `${target.description}: backup ${b.backupId}`,
     b.compression ?? 'none',

@@ -8,9 +8,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { UserError } from '../src/errors.js';
-import type { Compression } from '../src/system/compression.js';
-import { type BackupSource, readInto } from '../src/system/read-into.js';
+import { Measure } from '../src/system/streams.js';
+import { decompressingInto, type Compression } from '../src/system/compression.js';
+import { finish, start } from '../src/system/run.js';
 import { XfsrestoreReport } from '../src/system/xfsrestore-report.js';
 
 export interface Expected {
@@ -28,7 +31,7 @@ export interface Verified {
 export const XFSRESTORE_TOC_ARGS = ['-t', '-F', '-J', '-'];
 
 export async function verifyStream(
-  open: () => Promise<BackupSource>,
+  open: () => Promise<Readable>,
   expected: Expected,
   where: string,
   compression: Compression = 'none',
@@ -44,17 +47,26 @@ export async function verifyStream(
 }
 
 async function readBack(
-  source: BackupSource,
+  source: Readable,
   expected: Expected,
   where: string,
   compression: Compression,
   cwd: string,
   signal: AbortSignal | undefined,
 ): Promise<Verified> {
+  const measure = new Measure();
   const report = new XfsrestoreReport();
-  const fed = await readInto(source, ['xfsrestore', XFSRESTORE_TOC_ARGS], report, { compression, cwd, signal });
-  const actual = { bytes: fed.bytes, sha256: fed.sha256 };
-  if (fed.readFailure) throw readFailure(fed.readFailure, where);
+  const toc = start('xfsrestore', XFSRESTORE_TOC_ARGS, { stdin: 'pipe', stdout: 'pipe', signal, cwd });
+  // The checksum is over the bytes as stored; xfsrestore reads them as xfsdump wrote them.
+  const unpacked = decompressingInto(toc.stdin!, compression);
+  const [piped, listed, reported, unpackedDone] = await Promise.allSettled([
+    pipeline(source, measure, unpacked.input),
+    finish(toc, 'xfsrestore', XFSRESTORE_TOC_ARGS),
+    pipeline(toc.stdout!, report),
+    unpacked.done,
+  ]);
+  const actual = { bytes: measure.bytes, sha256: measure.digest() };
+  if (piped.status === 'rejected') throw readFailure(piped.reason, where);
   if (actual.bytes !== expected.bytes || actual.sha256 !== expected.sha256) {
     throw new UserError(
       'verify',
@@ -62,18 +74,19 @@ async function readBack(
       { where, hint: 'The target corrupted or truncated the data: check the disk or share; the earlier backups were kept' },
     );
   }
-  const trouble = fed.consumerFailure
-    ? [(fed.consumerFailure as Error).message]
-    : fed.unpackFailure
-      ? [(fed.unpackFailure as Error).message]
-      : report.trouble();
+  const trouble =
+    listed.status === 'rejected'
+      ? [(listed.reason as Error).message]
+      : unpackedDone.status === 'rejected'
+        ? [(unpackedDone.reason as Error).message]
+        : report.trouble();
   if (trouble.length) {
     throw new UserError('verify', `xfsrestore cannot read the dump back cleanly: ${trouble.slice(0, 3).join(' / ')}`, {
       where,
       hint: 'The dump is not restorable; check the xfsdump messages in the log and the health of /home; the earlier backups were kept',
     });
   }
-  if (fed.reportFailure) throw fed.reportFailure;
+  if (reported.status === 'rejected') throw reported.reason;
   return { ...actual, entries: report.entries };
 }
 

@@ -6,9 +6,7 @@
  *
  *  - fresh:        what the restore runs when /home holds only what an installer
  *                  puts there (src/system/fresh-home.ts): the restoreHome phase
- *                  alone, verifying the stream as it restores (goal <= 1.15 of bare):
- *                  smbclient | tee -p | xfsrestore with openssl, wc and head beside
- *                  it (src/system/read-into.ts), no byte through Node;
+ *                  alone, verifying the stream as it restores (goal <= 1.15 of bare);
  *  - verify first: a /home that holds data: the preflight's full read-back
  *                  (verifyStream), then the same restoreHome: the backup crosses
  *                  the network twice.
@@ -22,7 +20,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { verifyStream } from '../actors/verify.js';
 import { restoreHome } from '../actors/xfsrestore.js';
-import { backupSource } from '../src/system/read-into.js';
 import { SmbTarget } from '../src/targets/smb.js';
 import { smbTargetSchema } from '../src/targets/smb-config.js';
 import { createXfsVolume } from '../test/support/sandbox.js';
@@ -83,10 +80,10 @@ export async function benchFreshRestoreSmb(o: {
     };
     const run: Record<Variant, () => Promise<unknown>> = {
       bare,
-      fresh: async () => restoreHome(await backupSource(target, ID), home.mountPoint, expected, where),
+      fresh: async () => restoreHome(await target.open(ID), home.mountPoint, expected, where),
       verifyFirst: async () => {
-        await verifyStream(() => backupSource(target, ID), expected, where);
-        return restoreHome(await backupSource(target, ID), home.mountPoint, expected, where);
+        await verifyStream(() => target.open(ID), expected, where);
+        return restoreHome(await target.open(ID), home.mountPoint, expected, where);
       },
     };
     const runs: Record<Variant, number[]> = { bare: [], fresh: [], verifyFirst: [] };

@@ -68,8 +68,6 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         ...(target.localWrite ? ['tail', 'openssl'] : []),
         // The tape's native writer: tee (through FIFOs made by mkfifo) into dd, openssl and wc.
         ...(target.writeFrom ? ['tee', 'mkfifo', 'dd', 'openssl', 'wc'] : []),
-        // The verify's native read: the target's program into tee, with openssl, wc and head beside it.
-        ...(target.readProgram ? (await import('../system/read-into.js')).NATIVE_READ_TOOLS : []),
         ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'dmsetup', 'mount', 'umount'] : []),
       ]);
       const home = mountAt(paths.home);
@@ -165,7 +163,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
 
     verifyDump: async ({ runId, dump }) =>
       (await import('../../actors/verify.js')).verifyStream(
-        async () => (await import('../system/read-into.js')).backupSource(target, runId, { pending: true }),
+        () => target.openPending(runId),
         dump,
         target.description,
         dump.compression ?? 'none',

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { execa, type ResultPromise, type Options } from 'execa';
 import { UserError } from '../errors.js';
 
@@ -31,7 +31,6 @@ const PACKAGE_OF: Record<string, string> = {
   zstd: 'zstd',
   'grub-install': 'grub-pc',
   tail: 'coreutils',
-  head: 'coreutils',
   openssl: 'openssl',
   lvs: 'lvm2',
   vgs: 'lvm2',
@@ -148,7 +147,7 @@ async function awaitChain(chain: readonly Command[], children: ChildProcess[], o
 }
 
 export interface TeeOutcome {
-  /** Each program's exit: the producers', tee's, each side's, then the sinks', in that order. */
+  /** Each program's exit: the producers', tee's, each side's, then the sink's, in that order. */
   exits: (Exit & { command: Command })[];
   /** Each side program's stdout (small outputs: a digest, a count). */
   sides: string[];
@@ -156,37 +155,22 @@ export interface TeeOutcome {
   failure: (index: number) => UserError | undefined;
 }
 
-export interface TeeOptions extends RunOptions {
-  /** Where the sink's chain runs (xfsrestore -t keeps its housekeeping there); the others run in `cwd`. */
-  sinkCwd?: string;
-  /** The last sink's stdout, for the caller to read to its end (else it is discarded). */
-  sinkOutput?: 'pipe';
-  /**
-   * tee goes on feeding the sides when the sink stops reading (tee -p): the
-   * checksum and the length still cover the whole stream, as a reader that
-   * stops early must not cut the read short. Without it the sink's end kills
-   * tee and so the producers with SIGPIPE (a tape that is full: stop at once).
-   */
-  keepFeeding?: boolean;
-}
-
 /**
  * A stream split by `tee` with no copy through this process: the producers'
  * chain (or, when `producers` is empty, a pipe this process writes to:
- * `input`) goes into tee, which hands it on to the sink's chain (one program,
- * or several piped: zstd -d | xfsrestore) and to each side program through a
- * FIFO of its own (a side is given the FIFO's path to read; node's pipes are
- * sockets, which tee cannot open as /dev/fd/N). The sides' outputs are
- * captured. Every program's exit is returned, so the caller decides whose
- * failure tells the story.
+ * `input`) goes into tee, which hands it on to the sink's stdin and to each
+ * side program through a FIFO of its own (a side is given the FIFO's path to
+ * read; node's pipes are sockets, which tee cannot open as /dev/fd/N). The
+ * sides' outputs are captured. Every program's exit is returned, so the caller
+ * decides whose failure tells the story (a sink that fails kills the
+ * producers with SIGPIPE).
  */
 export async function startTee(
   producers: readonly Command[],
   sides: readonly ((fifo: string) => Command)[],
-  sink: Command | readonly Command[],
-  options: TeeOptions = {},
-): Promise<{ input: Writable | undefined; output: Readable | undefined; done: Promise<TeeOutcome> }> {
-  const sinks: readonly Command[] = typeof sink[0] === 'string' ? [sink as Command] : (sink as readonly Command[]);
+  sink: Command,
+  options: RunOptions = {},
+): Promise<{ input: Writable | undefined; done: Promise<TeeOutcome> }> {
   const dir = await mkdtemp(join(tmpdir(), 'syn3-tee-'));
   const fifos = sides.map((_, i) => join(dir, `side${i}`));
   try {
@@ -199,8 +183,8 @@ export async function startTee(
   const common = { env, ...(options.cwd ? { cwd: options.cwd } : {}), ...(options.signal ? { signal: options.signal } : {}) };
   const children: ChildProcess[] = [];
   const commands: Command[] = [];
-  const add = (command: Command, stdio: StdioOptions, cwd?: string): ChildProcess => {
-    const child = spawn(command[0], command[1], { ...common, ...(cwd ? { cwd } : {}), stdio });
+  const add = (command: Command, stdio: StdioOptions): ChildProcess => {
+    const child = spawn(command[0], command[1], { ...common, stdio });
     // A program that cannot start says so through its exit below, not as an unhandled 'error' event.
     child.once('error', () => undefined);
     children.push(child);
@@ -212,17 +196,11 @@ export async function startTee(
     if (i > 0) children[i - 1]!.stdout!.destroy();
   }
   const from = producers.length ? children.at(-1)!.stdout! : 'pipe';
-  const tee = add(['tee', [...(options.keepFeeding ? ['-p'] : []), ...fifos]], [from, 'pipe', 'pipe']);
+  const tee = add(['tee', fifos], [from, 'pipe', 'pipe']);
   if (producers.length) children.at(-2)!.stdout!.destroy();
   const sideChildren = sides.map((side, i) => add(side(fifos[i]!), ['ignore', 'pipe', 'pipe']));
-  let into: Readable = tee.stdout!;
-  for (const [i, command] of sinks.entries()) {
-    const last = i === sinks.length - 1;
-    const child = add(command, [into, last && !options.sinkOutput ? 'ignore' : 'pipe', 'pipe'], options.sinkCwd);
-    // The next program has the pipe now; this process's end of it would never be read.
-    into.destroy();
-    into = child.stdout!;
-  }
+  add(sink, [tee.stdout!, 'ignore', 'pipe']);
+  tee.stdout!.destroy();
   const outputs = sideChildren.map(() => '');
   sideChildren.forEach((s, i) => {
     s.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -236,7 +214,7 @@ export async function startTee(
       failure: (index: number) => (exits[index] ? exitError(exits[index].command, exits[index], options.secrets) : undefined),
     }))
     .finally(() => rm(dir, { recursive: true, force: true }));
-  return { input: producers.length ? undefined : (tee.stdin ?? undefined), output: options.sinkOutput ? into : undefined, done };
+  return { input: producers.length ? undefined : (tee.stdin ?? undefined), done };
 }
 
 interface Exit {

@@ -37,7 +37,7 @@ import {
   trustedMetadata,
 } from './kit/index.js';
 import type { SmbTargetConfig } from './smb-config.js';
-import type { BackupMetadata, ProgramRead, StoredBackup, Target } from './target.js';
+import type { BackupMetadata, StoredBackup, Target } from './target.js';
 
 /**
  * smbclient's own default encrypts only where the server insists. --client-protection=encrypt
@@ -222,25 +222,6 @@ export class SmbTarget implements Target {
 
   async openPending(id: string): Promise<Readable> {
     return this.read(pendingDump(id));
-  }
-
-  /**
-   * The read as smbclient itself: `get NAME -` writes the file to stdout, which
-   * the reader takes straight from it (src/system/read-into.ts). A file it
-   * cannot open comes out as a short message instead of the data, so the
-   * length and checksum fail too; smbclient's exit and what it said on stderr
-   * and at the start of stdout are classified as for a stream (server gone,
-   * wrong credentials, no such file, connection lost: that one on stderr).
-   */
-  async readProgram(id: string, options: { pending?: boolean } = {}): Promise<ProgramRead> {
-    const name = options.pending ? pendingDump(id) : finalDump(id);
-    const creds = await readSmbCredentials(this.config.credentials_file);
-    return {
-      kind: 'program',
-      command: ['smbclient', this.args(creds, `get ${name} -`)],
-      secrets: creds.secrets,
-      failed: (error, stdoutHead) => this.error(failedFrom(error, stdoutHead), 'read', `${this.where}/${name}`),
-    };
   }
 
   async commit(id: string, metadata: BackupMetadata): Promise<StoredBackup> {

@@ -6,7 +6,6 @@
  */
 import type { Readable } from 'node:stream';
 import type { SystemLayout } from '../../machines/types.js';
-import type { UserError } from '../errors.js';
 import type { Command } from '../system/run.js';
 
 export const METADATA_FORMAT = 1;
@@ -32,21 +31,6 @@ export interface MetadataSignature {
   key: string;
   /** The 64-byte signature, base64. */
   sig: string;
-}
-
-/** A backup's bytes as a program's stdout (Target.readProgram). */
-export interface ProgramRead {
-  readonly kind: 'program';
-  command: Command;
-  /** Words that must never appear in a message (a password). */
-  secrets: string[];
-  /**
-   * The target's own error for a program that failed (server gone, wrong
-   * credentials, no such file, connection lost), from run.ts's tool error
-   * (its cause holds the exit and stderr) and the first bytes the program
-   * printed on stdout (where smbclient reports a file it cannot open).
-   */
-  failed(error: UserError, stdoutHead: string): Error;
 }
 
 export interface StoredBackup {
@@ -77,14 +61,6 @@ export interface Target {
    * sha256 as those programs counted them. Otherwise as `write`.
    */
   writeFrom?(id: string, producers: readonly Command[], options?: { signal?: AbortSignal }): Promise<{ bytes: number; sha256: string }>;
-  /**
-   * For a target whose read is a program's output (smb: smbclient get NAME -):
-   * that program, so the reader (xfsrestore) takes the backup straight from it,
-   * hashed and counted by native programs on the way, with no copy through this
-   * process. `pending`: the backup `write` stored, before it is committed.
-   * Otherwise `open` and `openPending`.
-   */
-  readProgram?(id: string, options?: { pending?: boolean }): Promise<ProgramRead>;
   /** Read back what `write` stored, before it is committed. */
   openPending(id: string): Promise<Readable>;
   /** Make the written backup visible, atomically, with its metadata beside it. Idempotent. */
