@@ -21,7 +21,8 @@
  *     preflight's full read first, as for a /home holding data (bench/restore-smb.ts).
  *
  * A report, not a test: it exits 0 when a goal is missed, but says MISSED.
- * Options: --diagnose takes the dump step and the restoreHome phase apart even
+ * Then the tape target against a bare dd on the real st driver, in the test lane (bench/lane.ts).
+ * Options: --no-lane leaves the lane out; --diagnose takes the dump step and the restoreHome phase apart even
  * when their goals are met (--no-diagnose never);
  * --quick uses a smaller home (for trying the benchmark itself out, not for figures).
  */
@@ -755,6 +756,14 @@ async function main(): Promise<void> {
   const missed = rows.filter((r) => r.ratio > r.goal);
   process.stdout.write(missed.length ? `\nMISSED: ${missed.map((r) => r.name).join('; ')}\n` : '\nall goals met\n');
   process.stdout.write(`benchmark took ${fmtMs(totalMs)}\n`);
+  if (!process.argv.includes('--no-lane')) {
+    // The tape target's ratio needs the real st driver, which only the lane's guest has.
+    process.stdout.write('\nthe tape target on the real st driver, in the test lane (bench/lane.ts --only tape; --no-lane skips it):\n');
+    const lane = spawnSync(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'lane.js'), '--only', 'tape'], {
+      stdio: 'inherit',
+    });
+    if (lane.status !== 0) process.exitCode = 1;
+  }
   if (!cacheDropped()) process.stdout.write('note: could not drop the page cache; the dump figures are warm, not cold\n');
   if (quick) process.stdout.write('note: --quick (small home): not the figures the issue asks for; results.json not written\n');
   else {
