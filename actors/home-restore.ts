@@ -100,7 +100,7 @@ function unmountedBehindUs(device: string, home: string, when: string): UserErro
     'restore',
     `${home} is not the file system on ${device} ${when} (${now ? `${now.source} is mounted there` : 'nothing is mounted there'})`,
     {
-      hint: `Something unmounted it while the restore ran (on a systemd machine: the fstab entry for ${home} names the fresh installation's UUID). Run "systemctl daemon-reload", then "syn3-backup resume": it formats ${home} and restores it again`,
+      hint: `Something unmounted it while the restore ran (on a systemd machine, the fstab entry for ${home} names the fresh installation's UUID, which the format replaced). Run "syn3-backup resume": it formats ${home} and restores it again; if it happens again, "journalctl -b" says what unmounted it`,
     },
   );
 }

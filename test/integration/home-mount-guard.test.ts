@@ -111,7 +111,7 @@ describe('the restored /home stays mounted', () => {
         new RegExp(`is not the file system on ${volume.device} after xfsrestore \\(tmpfs is mounted there\\)`),
       );
       await expect(ensureHomeMounted(config, plan, () => undefined)).rejects.toMatchObject({
-        hint: expect.stringMatching(/systemctl daemon-reload.*syn3-backup resume/),
+        hint: expect.stringMatching(/names the fresh installation's UUID.*Run "syn3-backup resume": it formats .* and restores it again/),
       });
     } finally {
       await execa('umount', [volume.mountPoint]);
