@@ -194,7 +194,8 @@ export async function createPartitionedXfsDisk(
   const made = new LoopPartitionedDisk(image, disk, partition);
   try {
     made.markPartitioned();
-    await execa('partx', ['-a', disk]);
+    // A loop device detached without its partitions dropped can still show p1 when reused: update it then.
+    await execa('partx', ['-a', disk]).catch(() => execa('partx', ['-u', disk]));
     await waitForBlockDevice(partition.device);
     await execa('mkfs.xfs', [
       '-f',

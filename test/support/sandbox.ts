@@ -5,6 +5,7 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, execaSync } from 'execa';
+import { isMountPoint } from '../../src/system/mounts.js';
 
 /** mkfs.xfs (xfsprogs >= 5.19) refuses file systems smaller than 300 MB. */
 export const XFS_MIN_MIB = 300;
@@ -193,6 +194,8 @@ class LoopXfsVolume implements XfsVolume {
   }
 
   async #unmountForcefully(): Promise<void> {
+    // What is tested may have unmounted it itself.
+    if (this.#mounted && !isMountPoint(this.mountPoint)) this.#mounted = false;
     if (!this.#mounted) return;
     const r = await execa('umount', [this.mountPoint], { reject: false });
     // A lazy unmount still lets the loop device go once the last user closes it.
