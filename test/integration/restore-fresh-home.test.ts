@@ -60,11 +60,12 @@ async function installersHome(home: string): Promise<void> {
   await cp('/etc/skel', join(home, 'alice'), { recursive: true });
 }
 
-/** Bytes the server sent through the proxy while `f` ran. */
-async function crossed(proxy: FaultProxy, f: () => Promise<unknown>): Promise<number> {
+/** `restore --confirm`, which must succeed: what it said, and the bytes the server sent through the proxy meanwhile. */
+async function restoreCounting(proxy: FaultProxy, config: string): Promise<{ said: string; bytes: number }> {
   const before = proxy.bytesDown;
-  await f();
-  return proxy.bytesDown - before;
+  const r = await runCli(config, ['restore', '--confirm', SANDBOX_HOST]);
+  expectOk('restore', r);
+  return { said: r.stdout, bytes: proxy.bytesDown - before };
 }
 
 describe('the restore onto a fresh installation', () => {
@@ -74,12 +75,7 @@ describe('the restore onto a fresh installation', () => {
       const { old, smb, proxy } = await world();
       const machine = await installNewMachine(old, 'fresh', { home: installersHome, targetLines: async () => lines(smb, proxy.port) });
       try {
-        let said = '';
-        const bytes = await crossed(proxy, async () => {
-          const r = await runCli(machine.config, ['restore', '--confirm', SANDBOX_HOST]);
-          expectOk('restore', r);
-          said = r.stdout;
-        });
+        const { said, bytes } = await restoreCounting(proxy, machine.config);
         console.info(`fresh /home: ${bytes} bytes crossed for a ${old.backup.size}-byte backup`);
         expect(said).toMatch(/holds only what a fresh installation puts there \(alice \(as \/etc\/skel\)\)/);
         expect(said).toMatch(/verified while it is restored/);
@@ -101,12 +97,7 @@ describe('the restore onto a fresh installation', () => {
       // installNewMachine's /home holds the installer's notes: data that is not /etc/skel's.
       const machine = await installNewMachine(old, 'data', { targetLines: async () => lines(smb, proxy.port) });
       try {
-        let said = '';
-        const bytes = await crossed(proxy, async () => {
-          const r = await runCli(machine.config, ['restore', '--confirm', SANDBOX_HOST]);
-          expectOk('restore', r);
-          said = r.stdout;
-        });
+        const { said, bytes } = await restoreCounting(proxy, machine.config);
         console.info(`/home with data: ${bytes} bytes crossed for a ${old.backup.size}-byte backup`);
         expect(said).toMatch(/read back in full before anything is formatted/);
         expect(bytes).toBeGreaterThanOrEqual(2 * old.backup.size);
