@@ -251,6 +251,8 @@ function cliBackup(s: Setup, env: Record<string, string> = {}): CliRun {
   const entry = out.entry ?? out.backup ?? {};
   const entries = readLog(s.logFile, from);
   const steps = stepDurations(entries);
+  const breakdown = entries.find((e) => e.msg.startsWith('dump: written in'));
+  if (breakdown) say(`  ${breakdown.msg}`);
   if (stepMs(entries, 'dump') === undefined) throw new Error('the log has no "dump: started"/"dump: done" pair');
   return { wallMs: r.ms, steps, size: entry.size ?? 0, id: entry.id ?? '' };
 }

@@ -57,7 +57,6 @@ export function backupSteps(d: BackupDeps): BackupSteps {
   return {
     checkReady: async () => {
       const { requireTools } = await import('../system/tools.js');
-      // tail and openssl: a local file target's dump is hashed as it is written.
       const snapshotMode = config.mode === 'snapshot';
       await requireTools([
         'rsync',
@@ -65,10 +64,9 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         'xfsrestore',
         'blkid',
         'xfs_info',
-        ...(target.localWrite ? ['tail', 'openssl'] : []),
         // The tape's native writer: tee (through FIFOs made by mkfifo) into dd, openssl and wc.
         ...(target.writeFrom ? ['tee', 'mkfifo', 'dd', 'openssl', 'wc'] : []),
-        ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'dmsetup', 'mount', 'umount'] : []),
+        ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'dmsetup', 'mount', 'umount', 'sync'] : []),
       ]);
       const home = mountAt(paths.home);
       if (home?.fsType !== 'xfs') {
@@ -148,6 +146,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         target,
         compression: config.compression,
         onProgress: (bytes: number) => log.info({ bytes }, `dump: ${formatBytes(bytes)} written`),
+        log: (m: string) => log.info(m),
         ...(d.signal ? { signal: d.signal } : {}),
       };
       if (!snapshot) return (await import('../../actors/xfsdump.js')).dumpHome(request);

@@ -85,8 +85,11 @@ export function start(
 export type Command = readonly [cmd: string, args: readonly string[]];
 
 export interface ChainOptions extends RunOptions {
-  /** Where the last program writes: an open descriptor, or a pipe this process reads to the end (small outputs only). */
-  output: number | 'capture';
+  /**
+   * Where the last program writes: an open descriptor, a pipe this process reads to the end (small
+   * outputs only), or 'log' for a program whose stdout is its log (xfsdump -f): read as its stderr.
+   */
+  output: number | 'capture' | 'log';
 }
 
 export interface ChainResult {
@@ -112,7 +115,7 @@ export function startChain(chain: readonly Command[], options: ChainOptions): { 
   for (const [i, [cmd, args]] of chain.entries()) {
     const input = i === 0 ? 'ignore' : children[i - 1]!.stdout!;
     const last = i === chain.length - 1;
-    const output = last && options.output !== 'capture' ? options.output : 'pipe';
+    const output = last && typeof options.output === 'number' ? options.output : 'pipe';
     children.push(
       spawn(cmd, args, {
         stdio: [input, output, 'pipe'],
@@ -138,7 +141,7 @@ async function awaitChain(chain: readonly Command[], children: ChildProcess[], o
         stdout = (stdout + d).slice(-65_536);
       });
   }
-  const outcomes = await Promise.all(children.map(exitOf));
+  const outcomes = await Promise.all(children.map((c, i) => exitOf(c, options.output === 'log' && i === children.length - 1)));
   for (const [i, o] of outcomes.entries()) {
     const failed = exitError(chain[i]!, o, options.secrets);
     if (failed) throw failed;
@@ -225,11 +228,13 @@ interface Exit {
 }
 
 /** How a program ended, with the last 64 KiB of its stderr. */
-async function exitOf(child: ChildProcess): Promise<Exit> {
+async function exitOf(child: ChildProcess, stdoutIsLog = false): Promise<Exit> {
   let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+  const collect = (d: string) => {
     stderr = (stderr + d).slice(-65_536);
-  });
+  };
+  child.stderr?.setEncoding('utf8').on('data', collect);
+  if (stdoutIsLog) child.stdout?.setEncoding('utf8').on('data', collect);
   const end = await new Promise<Omit<Exit, 'stderr'>>((resolve) => {
     child.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
     child.once('close', (code, signal) => resolve({ code, signal }));
