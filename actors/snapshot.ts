@@ -15,6 +15,7 @@ import { freezeAll } from '../src/system/freeze.js';
 import {
   createSnapshot,
   logicalVolumeOf,
+  madeSnapshot,
   ownSnapshots,
   removeSnapshot,
   SNAPSHOT_PREFIX,
@@ -23,6 +24,7 @@ import {
 } from '../src/system/lvm.js';
 import { unmount, mountPointsOf } from '../src/system/mount.js';
 import { mountAt } from '../src/system/mounts.js';
+import { run } from '../src/system/run.js';
 import { listModules } from './modules.js';
 
 export interface SnapshotPlace {
@@ -94,6 +96,11 @@ export async function prepareSnapshot(p: SnapshotPlace): Promise<{ origin: Logic
   return { origin, bytes: await requireRoom(origin, p.size) };
 }
 
+/** syncfs: the suspend lvcreate does flushes the file system, and what is already written need not wait for it. */
+async function flushHome(home: string): Promise<void> {
+  await run('sync', ['-f', home]);
+}
+
 export function snapshotName(runId: string): string {
   return `${SNAPSHOT_PREFIX}${runId.replace(/[^A-Za-z0-9+_.-]/g, '_')}`.slice(0, 120);
 }
@@ -108,23 +115,36 @@ export async function takeSnapshot(r: SnapshotRequest): Promise<SnapshotTaken> {
     cwd: '/',
     timeoutMs: r.freezeTimeoutMs,
     log: r.log,
+    beforeFreeze: () => flushHome(r.home),
   });
-  let made: LogicalVolume | undefined;
   let failed: unknown;
   try {
-    made = await createSnapshot(origin, name, bytes);
+    await createSnapshot(origin, name, bytes);
   } catch (e) {
     failed = e;
   }
   const takenAt = Date.now();
   // Released as soon as lvcreate is back, whether it worked or not: the window stays short.
   let thawedAt: number;
+  let held: unknown;
   try {
     ({ thawedAt } = await frozen.release());
   } catch (e) {
+    held = e;
+    thawedAt = Date.now();
+  }
+  let made: LogicalVolume | undefined;
+  if (!failed) {
+    try {
+      made = await madeSnapshot(origin, name);
+    } catch (e) {
+      failed = e;
+    }
+  }
+  if (held) {
     // A freeze that did not hold makes the snapshot worthless: it goes, and the backup fails.
     if (made) await removeSnapshot(made).catch(() => undefined);
-    throw failed ?? e;
+    throw failed ?? held;
   }
   if (failed || !made) throw failed ?? new UserError('internal', 'lvcreate returned without a snapshot');
   const freezeWindowMs = thawedAt - frozen.firstFrozenAt;

@@ -80,6 +80,15 @@ async function programDump(g: Guest, host: string): Promise<{ dumpMs: number; fr
   const entries = readLog(host, Number(before || 0));
   const dumpMs = stepMs(entries, 'dump');
   if (dumpMs === undefined) throw new Error('no dump step in the log');
+  // Where the snapshot step's and the dump step's time went, line by line (ms from the step's start).
+  for (const step of ['snapshot', 'dump']) {
+    const start = entries.find((e) => e.msg === `${step}: started`);
+    if (!start) continue;
+    const t0 = Date.parse(start.time);
+    const lines = entries.filter((e) => Date.parse(e.time) >= t0 && (e.step === step || /^(freeze|snapshot|dump):/.test(e.msg)));
+    const until = lines.findIndex((e) => e.msg === `${step}: done`);
+    for (const e of lines.slice(0, until < 0 ? undefined : until + 1)) say(`  +${Date.parse(e.time) - t0} ms ${e.msg}`);
+  }
   const status = JSON.parse((await g.ok(['syn3-backup', '--config', CONFIG, 'status', '--json'])).stdout) as {
     lastSuccess: { freezeWindowMs: number };
   };

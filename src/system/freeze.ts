@@ -4,6 +4,14 @@
  * line "frozen" once it is; it thaws and exits 0 when its standard input
  * closes. Nothing here has to survive this process: if it dies at any moment
  * the pipes close, and every freezer thaws by itself.
+ *
+ * A freezer may first prepare and say "ready" (checks, connecting, a
+ * checkpoint: nothing held yet), then freeze only when it reads a line
+ * "freeze". Every freezer prepares at the same time, and all are told to
+ * freeze together once the last is ready, so no database waits frozen through
+ * another's preparations. One that says "frozen" straight away is frozen from
+ * then on. Told nothing and its standard input closed, a ready freezer exits 0
+ * without freezing.
  */
 import { createInterface } from 'node:readline';
 import type { ResultPromise } from 'execa';
@@ -13,10 +21,14 @@ import { lastLines, start } from './run.js';
 export interface FreezeOptions {
   env: Record<string, string>;
   cwd: string;
-  /** How long a freezer may take to say "frozen", and to exit once released. */
+  /** How long a freezer may take to say "ready" or "frozen", to say "frozen" once told, and to exit once released. */
   timeoutMs: number;
   log: (message: string) => void;
+  /** Runs once every freezer is ready, before any is told to freeze (snapshot mode flushes /home here). */
+  beforeFreeze?: () => Promise<void>;
 }
+
+type Word = 'ready' | 'frozen';
 
 interface Held {
   file: string;
@@ -24,12 +36,19 @@ interface Held {
   /** Settles when the freezer exits, with its exit code (null: killed) and stderr. */
   exit: Promise<{ code: number | null; signal?: string; stderr: string }>;
   exited: boolean;
+  /** How it ended, once everything it said has been read. */
+  outcome?: { code: number | null; signal?: string; stderr: string };
+  startedAt: number;
+  /** When it said each word. */
+  said: Partial<Record<Word, number>>;
+  /** Called after every line it says. */
+  listeners: Set<() => void>;
 }
 
 export interface Frozen {
   /** When the first freezer was started. */
   startedAt: number;
-  /** When the first freezer said "frozen": the freeze window begins here (a freezer's checks before it freezes hold nothing). */
+  /** When the first freezer said "frozen": the freeze window begins here (a freezer's preparations hold nothing). */
   firstFrozenAt: number;
   /** When the last freezer said "frozen". */
   frozenAt: number;
@@ -38,31 +57,40 @@ export interface Frozen {
 }
 
 /**
- * Starts the freezers in name order, all at once, and returns when every one has said "frozen":
- * one after the other, the first database would stay frozen through all the others' preparations.
+ * Starts the freezers in name order, all at once; once every one is ready (or frozen), tells the
+ * ready ones to freeze, together, and returns when every one has said "frozen".
  */
 export async function freezeAll(modules: readonly string[], o: FreezeOptions): Promise<Frozen> {
   const held: Held[] = [];
   const startedAt = Date.now();
-  let firstFrozenAt: number | undefined;
   try {
     for (const file of modules) {
       o.log(`freeze: starting ${file}`);
       held.push(launch(file, o));
     }
+    await Promise.all(held.map((h) => until(h, ['ready', 'frozen'], o)));
+    await o.beforeFreeze?.();
+    const told = Date.now();
+    const ready = held.filter((h) => h.said.frozen === undefined);
+    for (const h of ready) h.child.stdin?.write('freeze\n');
     await Promise.all(
-      held.map(async (h) => {
-        await untilFrozen(h, o);
-        firstFrozenAt ??= Date.now();
-        o.log(`freeze: ${h.file} is frozen (${Date.now() - startedAt} ms after the start)`);
+      ready.map(async (h) => {
+        await until(h, ['frozen'], o);
+        o.log(`freeze: ${h.file} is frozen (${h.said.frozen! - told} ms after it was told)`);
       }),
     );
   } catch (e) {
     await thaw(held, o).catch(() => undefined);
     throw e;
   }
-  const frozenAt = Date.now();
-  return { startedAt, firstFrozenAt: firstFrozenAt ?? frozenAt, frozenAt, release: async () => ({ thawedAt: await thaw(held, o) }) };
+  const times = held.map((h) => h.said.frozen!);
+  const frozenAt = times.length ? Math.max(...times) : Date.now();
+  return {
+    startedAt,
+    firstFrozenAt: times.length ? Math.min(...times) : frozenAt,
+    frozenAt,
+    release: async () => ({ thawedAt: await thaw(held, o) }),
+  };
 }
 
 function launch(file: string, o: FreezeOptions): Held {
@@ -82,6 +110,9 @@ function launch(file: string, o: FreezeOptions): Held {
     file,
     child,
     exited: false,
+    startedAt: Date.now(),
+    said: {},
+    listeners: new Set(),
     exit: new Promise((resolve) => {
       child.once('error', (e: NodeJS.ErrnoException) => {
         h.exited = true;
@@ -101,40 +132,58 @@ function launch(file: string, o: FreezeOptions): Held {
   };
   // A freezer that stops reading its stdin early must not take this process down with EPIPE.
   child.stdin?.on('error', () => undefined);
+  createInterface({ input: child.stdout! }).on('line', (raw) => {
+    const line = raw.trim();
+    if (line === 'ready' || line === 'frozen') {
+      h.said[line] ??= Date.now();
+      if (line === 'ready') o.log(`freeze: ${file} is ready (${h.said.ready! - h.startedAt} ms after its start)`);
+    } else if (line) o.log(`freeze: ${file} said: ${line}`);
+    for (const l of h.listeners) l();
+  });
+  void h.exit.then((x) => {
+    h.outcome = x;
+    for (const l of h.listeners) l();
+  });
   return h;
 }
 
-function untilFrozen(h: Held, o: FreezeOptions): Promise<void> {
+/** Waits until the freezer has said one of `words`; rejects if it exits first or takes longer than the timeout. */
+function until(h: Held, words: readonly Word[], o: FreezeOptions): Promise<void> {
+  const heard = () => words.some((w) => h.said[w] !== undefined);
+  const wanted = words.map((w) => `"${w}"`).join(' or ');
   return new Promise<void>((resolve, reject) => {
-    const lines = createInterface({ input: h.child.stdout! });
+    const done = () => {
+      clearTimeout(timer);
+      h.listeners.delete(check);
+    };
+    const check = () => {
+      if (heard()) {
+        done();
+        resolve();
+      } else if (h.outcome) {
+        const x = h.outcome;
+        done();
+        reject(
+          new UserError(
+            'module',
+            `freezer ${h.file} ${x.signal ? `was stopped (${x.signal})` : `exited with ${x.code}`} before it said ${wanted}${x.stderr.trim() ? `: ${lastLines(x.stderr, 3)}` : ''}`,
+            { hint: 'Run it by hand to see why; the backup was not made and the earlier ones are kept' },
+          ),
+        );
+      }
+    };
     const timer = setTimeout(() => {
       done();
       reject(
-        new UserError('module', `freezer ${h.file} did not say "frozen" within ${Math.round(o.timeoutMs / 1000)} s`, {
-          hint: 'Run it by hand to see where it waits (it must print a line "frozen" once the database is frozen), or raise snapshot.freeze_timeout; the backup was not made and the earlier ones are kept',
+        new UserError('module', `freezer ${h.file} did not say ${wanted} within ${Math.round(o.timeoutMs / 1000)} s`, {
+          hint: words.includes('ready')
+            ? 'Run it by hand to see where it waits (it must print a line "frozen" once the database is frozen, or "ready" and then freeze when it reads "freeze"), or raise snapshot.freeze_timeout; the backup was not made and the earlier ones are kept'
+            : 'It said "ready" but did not freeze when told to: run it by hand and type "freeze", or raise snapshot.freeze_timeout; the backup was not made and the earlier ones are kept',
         }),
       );
     }, o.timeoutMs);
-    const done = () => {
-      clearTimeout(timer);
-      lines.removeAllListeners('line');
-    };
-    lines.on('line', (line) => {
-      if (line.trim() === 'frozen') {
-        done();
-        resolve();
-      } else if (line.trim()) o.log(`freeze: ${h.file} said: ${line.trim()}`);
-    });
-    void h.exit.then((x) => {
-      done();
-      reject(
-        new UserError(
-          'module',
-          `freezer ${h.file} ${x.signal ? `was stopped (${x.signal})` : `exited with ${x.code}`} before it said "frozen"${x.stderr.trim() ? `: ${lastLines(x.stderr, 3)}` : ''}`,
-          { hint: 'Run it by hand to see why; the backup was not made and the earlier ones are kept' },
-        ),
-      );
-    });
+    h.listeners.add(check);
+    check();
   });
 }
 

@@ -109,7 +109,8 @@ export async function ownSnapshots(vg: string): Promise<LogicalVolume[]> {
   return (await logicalVolumes(vg)).filter((lv) => lv.name.startsWith(SNAPSHOT_PREFIX) && lv.tags.includes(SNAPSHOT_TAG));
 }
 
-export async function createSnapshot(origin: LogicalVolume, name: string, sizeBytes: number): Promise<LogicalVolume> {
+/** lvcreate alone: what runs while the databases are frozen, so nothing else is waited for here. */
+export async function createSnapshot(origin: LogicalVolume, name: string, sizeBytes: number): Promise<void> {
   await run('lvcreate', [
     '--snapshot',
     '--yes',
@@ -121,6 +122,10 @@ export async function createSnapshot(origin: LogicalVolume, name: string, sizeBy
     SNAPSHOT_TAG,
     `${origin.vg}/${origin.name}`,
   ]);
+}
+
+/** The snapshot lvcreate just made, as lvs reports it. */
+export async function madeSnapshot(origin: LogicalVolume, name: string): Promise<LogicalVolume> {
   const made = (await logicalVolumes(origin.vg)).find((lv) => lv.name === name);
   if (!made) throw new UserError('tool', `lvcreate made no snapshot ${origin.vg}/${name}`);
   return made;

@@ -1,7 +1,8 @@
 /**
  * The freezer protocol of snapshot mode, with small freezers written here: a
  * freezer holds its database while its stdin is open, says "frozen" once it
- * does, and thaws when its stdin closes. These specs need no LVM: what happens
+ * does, and thaws when its stdin closes; one that says "ready" first freezes
+ * only when it reads "freeze". These specs need no LVM: what happens
  * around lvcreate is the lane's (test/lane/snapshot.lane.test.ts).
  */
 import { spawn } from 'node:child_process';
@@ -27,6 +28,16 @@ function freezer(name: string, body: string): string {
 }
 
 const holds = (name: string) => freezer(name, `echo frozen\ncat > /dev/null\necho "thaw ${name}" >> ${journal}\nexit 0`);
+
+/** A freezer that prepares for `prepare` seconds, says ready, and freezes when told (journalling each). */
+const prepares = (name: string, prepare: number) =>
+  freezer(
+    name,
+    `sleep ${prepare}\necho "ready ${name}" >> ${journal}\necho ready\n` +
+      `read -r word || { echo "untold ${name}" >> ${journal}; exit 0; }\n` +
+      `[ "$word" = freeze ] || exit 9\necho "freeze ${name}" >> ${journal}\necho frozen\n` +
+      `cat > /dev/null\necho "thaw ${name}" >> ${journal}\nexit 0`,
+  );
 
 function options(timeoutMs = 5000): FreezeOptions & { lines: string[] } {
   const lines: string[] = [];
@@ -94,7 +105,7 @@ describe('freezers (modules/*.freeze)', () => {
     // What it started holds its pipes too: it is killed with it, as one process group.
     const silent = freezer('silent', `sleep 30 &\necho $! > ${dir}/silent.child\nwait`);
     const e = await failure(freezeAll([a, silent], options(800)));
-    expect(e.message).toMatch(/freezer .*silent\.freeze did not say "frozen" within 1 s/);
+    expect(e.message).toMatch(/freezer .*silent\.freeze did not say "ready" or "frozen" within 1 s/);
     expect(e.hint).toMatch(/snapshot\.freeze_timeout/);
     expect(journalLines()).toContain('thaw a');
     const child = Number(readFileSync(join(dir, 'silent.child'), 'utf8'));
@@ -106,7 +117,7 @@ describe('freezers (modules/*.freeze)', () => {
     const a = holds('a');
     const broken = freezer('broken', 'echo "cannot reach the database" >&2\nexit 1');
     const e = await failure(freezeAll([a, broken], options()));
-    expect(e.message).toMatch(/broken\.freeze exited with 1 before it said "frozen": cannot reach the database/);
+    expect(e.message).toMatch(/broken\.freeze exited with 1 before it said "ready" or "frozen": cannot reach the database/);
     expect(journalLines()).toContain('thaw a');
   });
 
@@ -135,6 +146,66 @@ describe('freezers (modules/*.freeze)', () => {
     await (await freezeAll([f], o)).release();
     expect(o.lines.join('\n')).toMatch(/chatty\.freeze said: checkpoint done/);
     expect(o.lines.join('\n')).toMatch(/chatty\.freeze said on stderr: bye/);
+  });
+
+  it('that say "ready" are told to freeze together, only once the slowest is ready: none holds through another\'s preparation', async () => {
+    rmSync(journal, { force: true });
+    const quick = prepares('quick', 0);
+    const slow = prepares('slow', 0.6);
+    const frozen = await freezeAll([quick, slow], options());
+    const lines = journalLines();
+    const lastReady = Math.max(lines.indexOf('ready quick'), lines.indexOf('ready slow'));
+    const firstFreeze = Math.min(lines.indexOf('freeze quick'), lines.indexOf('freeze slow'));
+    expect(lastReady).toBeGreaterThanOrEqual(0);
+    expect(firstFreeze).toBeGreaterThan(lastReady);
+    // The quick one was ready some 600 ms before it was frozen: that wait is not in the window.
+    expect(frozen.frozenAt - frozen.firstFrozenAt).toBeLessThan(300);
+    expect(frozen.firstFrozenAt - frozen.startedAt).toBeGreaterThanOrEqual(550);
+    await frozen.release();
+    expect(journalLines().slice(-2)).toEqual(['thaw slow', 'thaw quick']);
+  });
+
+  it('run beforeFreeze once every freezer is ready and before any is told to freeze', async () => {
+    rmSync(journal, { force: true });
+    const a = prepares('a', 0);
+    const b = prepares('b', 0.2);
+    const frozen = await freezeAll([a, b], {
+      ...options(),
+      beforeFreeze: async () => writeFileSync(journal, 'flush\n', { flag: 'a' }),
+    });
+    const lines = journalLines();
+    expect(lines.indexOf('flush')).toBeGreaterThan(Math.max(lines.indexOf('ready a'), lines.indexOf('ready b')));
+    expect(lines.indexOf('flush')).toBeLessThan(Math.min(lines.indexOf('freeze a'), lines.indexOf('freeze b')));
+    await frozen.release();
+  });
+
+  it('mix with freezers that say "frozen" straight away: the window starts at the first "frozen"', async () => {
+    rmSync(journal, { force: true });
+    const old = holds('old');
+    const ready = prepares('ready', 0.3);
+    const frozen = await freezeAll([old, ready], options());
+    expect(frozen.frozenAt - frozen.firstFrozenAt).toBeGreaterThanOrEqual(250);
+    expect(journalLines()).toContain('freeze ready');
+    await frozen.release();
+    expect(journalLines().slice(-2)).toEqual(['thaw ready', 'thaw old']);
+  });
+
+  it('that are ready when another fails are let go without freezing, and exit 0', async () => {
+    rmSync(journal, { force: true });
+    const ready = prepares('ready', 0);
+    const broken = freezer('broken', 'sleep 0.3\necho "cannot reach the database" >&2\nexit 1');
+    const e = await failure(freezeAll([ready, broken], options()));
+    expect(e.message).toMatch(/broken\.freeze exited with 1 before it said "ready" or "frozen": cannot reach the database/);
+    expect(journalLines()).toContain('untold ready');
+    expect(journalLines()).not.toContain('freeze ready');
+  });
+
+  it('that say "ready" but not "frozen" when told fail the step after freeze_timeout, naming it', async () => {
+    rmSync(journal, { force: true });
+    const stuck = freezer('stuck', 'echo ready\nread -r word\ncat > /dev/null');
+    const e = await failure(freezeAll([stuck], options(800)));
+    expect(e.message).toMatch(/freezer .*stuck\.freeze did not say "frozen" within 1 s/);
+    expect(e.hint).toMatch(/said "ready" but did not freeze when told/);
   });
 
   it('thaw by themselves within a second when the process holding them is killed with SIGKILL', async () => {

@@ -79,10 +79,35 @@ describe('mariadb modules', () => {
       f.thaw();
       const { code } = await f.exited;
       expect(code).toBe(0);
-      expect(f.stdout()).toBe('frozen\n');
+      expect(f.stdout()).toBe('ready\nfrozen\n');
       expect(f.stderr()).toBe('');
       expect((await insert).exitCode).toBe(0);
       expect(db.sql('SELECT item FROM shop.orders WHERE id = 1')).toBe('tea');
+    });
+
+    it('ready, before it is told to freeze, holds no commit; told, it does', async () => {
+      const f = startFreezer(m.freeze, { SYN3_HOME: db.home });
+      await f.ready();
+      // BACKUP STAGE BLOCK_DDL is held now: DDL waits, commits do not.
+      db.sql("INSERT INTO shop.orders VALUES (3, 'bread')");
+      expect(db.sql('SELECT item FROM shop.orders WHERE id = 3')).toBe('bread');
+      await f.frozen();
+      const insert = db.startSql("INSERT INTO shop.orders VALUES (4, 'salt')");
+      await untilWaiting();
+      f.thaw();
+      expect((await f.exited).code).toBe(0);
+      expect((await insert).exitCode).toBe(0);
+    });
+
+    it('exits 0 without freezing when its stdin closes after ready, and leaves no stage behind', async () => {
+      const f = startFreezer(m.freeze, { SYN3_HOME: db.home });
+      await f.ready();
+      f.thaw();
+      const { code } = await f.exited;
+      expect(code).toBe(0);
+      expect(f.stdout()).toBe('ready\n');
+      // A DDL would wait for a stage left behind (lock_wait_timeout 1 s: it fails instead of hanging).
+      db.sql('SET SESSION lock_wait_timeout = 1; CREATE TABLE shop.after_ready (n INT) ENGINE=InnoDB; DROP TABLE shop.after_ready');
     });
 
     it('killed with SIGKILL, it lets the waiting commit through within a second (the server ends the stage with the session)', async () => {

@@ -55,15 +55,15 @@ describe('postgresql modules', () => {
   }
 
   describe('postgresql.freeze', () => {
-    it('says frozen only after a CHECKPOINT: the last checkpoint has moved on when it does', async () => {
+    it('says ready only after a CHECKPOINT: the last checkpoint has moved on when it does', async () => {
       const before = checkpointLsn();
       const f = startFreezer(m.freeze, { SYN3_HOME: pg.home });
-      await f.frozen();
+      await f.ready();
       const after = checkpointLsn();
       expect(pg.sql(`SELECT '${after}'::pg_lsn > '${before}'::pg_lsn`)).toBe('t');
     });
 
-    it('holds while its stdin is open, and exits 0 having said only "frozen" when it closes', async () => {
+    it('says frozen when told to freeze, holds while its stdin is open, and exits 0 having said only "ready" and "frozen" when it closes', async () => {
       const f = startFreezer(m.freeze, { SYN3_HOME: pg.home });
       await f.frozen();
       await sleep(1000);
@@ -71,8 +71,17 @@ describe('postgresql modules', () => {
       f.thaw();
       const { code } = await f.exited;
       expect(code).toBe(0);
-      expect(f.stdout()).toBe('frozen\n');
+      expect(f.stdout()).toBe('ready\nfrozen\n');
       expect(f.stderr()).toBe('');
+    });
+
+    it('exits 0 without saying frozen when its stdin closes after ready, before it is told to freeze', async () => {
+      const f = startFreezer(m.freeze, { SYN3_HOME: pg.home });
+      await f.ready();
+      f.thaw();
+      const { code } = await f.exited;
+      expect(code).toBe(0);
+      expect(f.stdout()).toBe('ready\n');
     });
 
     it('refuses a data directory that is not under SYN3_HOME, in one line, without saying frozen', async () => {

@@ -43,10 +43,10 @@ describe('the shipped freezers, with MariaDB and PostgreSQL on /home (in a QEMU 
     timeout: 6 * MINUTES,
   }, async () => {
     await sh('rm -f /run/release /run/freezer.out');
-    // Its stdin stays open until /run/release appears.
+    // Told to freeze once it is ready (it reads the line only then); its stdin stays open until /run/release appears.
     await g().start(
       'freeze',
-      ['bash', '-c', `exec ${MODULES}/mariadb.freeze > /run/freezer.out < <(while [ ! -e /run/release ]; do sleep 0.1; done)`],
+      ['bash', '-c', `exec ${MODULES}/mariadb.freeze > /run/freezer.out < <(echo freeze; while [ ! -e /run/release ]; do sleep 0.1; done)`],
       { env: { SYN3_HOME: HOME, SYN3_BACKUP_ID: 'by-hand' } },
     );
     // Until it says frozen; a freezer that ended instead fails here with what it said.

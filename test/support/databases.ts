@@ -362,7 +362,9 @@ export interface RunningFreezer {
   readonly child: ChildProcess;
   stdout(): string;
   stderr(): string;
-  /** Resolves when the freezer has printed its "frozen" line; rejects if it exits first. */
+  /** Resolves when the freezer has printed its "ready" line (its preparation done, nothing held); rejects if it exits first. */
+  ready(timeoutMs?: number): Promise<void>;
+  /** Tells a ready freezer to freeze, as snapshot mode does, and resolves when it has printed "frozen"; rejects if it exits first. */
   frozen(timeoutMs?: number): Promise<void>;
   /** Its exit, whenever it comes. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -388,17 +390,23 @@ export function startFreezer(file: string, vars: { SYN3_HOME: string; SYN3_BACKU
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('close', (code, signal) => resolve({ code, signal }));
   });
-  const frozen = async (timeoutMs = 30_000) => {
+  const said = async (line: 'ready' | 'frozen', timeoutMs: number) => {
     const deadline = Date.now() + timeoutMs;
     let gone = false;
     void exited.then(() => {
       gone = true;
     });
-    while (!/^frozen$/m.test(out)) {
-      if (gone) throw new Error(`the freezer exited (${child.exitCode ?? child.signalCode}) before it said frozen: ${err.trim()}`);
-      if (Date.now() > deadline) throw new Error(`the freezer did not say frozen within ${timeoutMs} ms: ${err.trim()}`);
+    while (!new RegExp(`^${line}$`, 'm').test(out)) {
+      if (gone) throw new Error(`the freezer exited (${child.exitCode ?? child.signalCode}) before it said ${line}: ${err.trim()}`);
+      if (Date.now() > deadline) throw new Error(`the freezer did not say ${line} within ${timeoutMs} ms: ${err.trim()}`);
       await sleep(20);
     }
   };
-  return { child, stdout: () => out, stderr: () => err, frozen, exited, thaw: () => child.stdin!.end() };
+  const ready = (timeoutMs = 30_000) => said('ready', timeoutMs);
+  const frozen = async (timeoutMs = 30_000) => {
+    await ready(timeoutMs);
+    child.stdin!.write('freeze\n');
+    await said('frozen', timeoutMs);
+  };
+  return { child, stdout: () => out, stderr: () => err, ready, frozen, exited, thaw: () => child.stdin!.end() };
 }
