@@ -81,7 +81,6 @@ async function dumpThroughTarget(r: DumpRequest, writeFrom: NonNullable<Target['
 async function dumpToFile(r: DumpRequest, localWrite: NonNullable<Target['localWrite']>): Promise<DumpResult> {
   const startedAt = Date.now();
   const { file, fail } = await localWrite(r.id);
-  const args = xfsdumpArgs(r);
   const fd = openSync(file, 'w', 0o600);
   const compression = r.compression ?? 'none';
   const options = r.signal ? { signal: r.signal } : {};
@@ -91,7 +90,7 @@ async function dumpToFile(r: DumpRequest, localWrite: NonNullable<Target['localW
     // directory that only root can write), so xfsdump opens what this process made.
     const dumping =
       compression === 'zstd'
-        ? startChain([['xfsdump', args], ZSTD_COMPRESS], { output: fd, ...options })
+        ? startChain([['xfsdump', xfsdumpArgs(r)], ZSTD_COMPRESS], { output: fd, ...options })
         : startChain([['xfsdump', xfsdumpArgs(r, file)]], { output: 'log', ...options });
     // The checksum of what was written, taken from the page cache behind the writer: the read-back must match it.
     const hashing = hashWhileWritten(file, dumping.done, { lagBytes: cachedLag(), ...(r.onProgress ? { onProgress: r.onProgress } : {}) });
