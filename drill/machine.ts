@@ -3,7 +3,7 @@
  * image on this host (loop device, no device-mapper needed), then the builder
  * boots once to make the LVM logical volume for /home, which this host cannot.
  * And the backup disk, an XFS file system the machines mount at /backup (the
- * snapshot variant's medium; the spool variant's is an SMB share: share.ts).
+ * medium of npm run drill -- --target disk; the default is an SMB share: share.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 /**
  * The drill's readable report: one section per part (the shared template, then
- * each variant), each with its phases and their timings, then its checks.
+ * the drill), each with its phases and their timings, then its checks.
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';

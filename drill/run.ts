@@ -9,11 +9,11 @@
  * disk is deleted. A new disk of another size gets a fresh installation, which
  * restores the host from the backups ("syn3-backup restore --confirm"),
  * reboots into the initrd phase and runs post.restore; the restored machine is
- * checked. Two variants, by default one after the other: spool
- * (spool-variant.ts: backups on an SMB share, a real smbd on this host's
- * loopback; the whole file system compared, a power cut in the initrd phase)
- * and snapshot (snapshot-variant.ts: backups on a second disk, the file
- * target; a snapshot-mode backup while a client commits to PostgreSQL).
+ * checked. The original backs up in snapshot mode while a client commits to
+ * PostgreSQL on /home, its spool module dumping another database, to an SMB
+ * share (a real smbd on this host's loopback) or, with --target disk, to a
+ * backup disk (the file target); the whole file system is compared and the
+ * initrd phase is cut by a power failure once (scenario.ts).
  *
  * Everything lives in one temp dir, removed on success and kept (serial logs
  * included) on failure. The Debian template is cached (SYN3_DRILL_CACHE).
@@ -28,59 +28,47 @@ import { requireDrillTools } from './tools.js';
 import { DrillFailure } from './failure.js';
 import { powerOffAll } from './qemu.js';
 import { Report } from './report.js';
-import { snapshotDrill } from './snapshot-variant.js';
-import { spoolDrill } from './spool-variant.js';
+import { drill, type DrillTarget } from './scenario.js';
 import type { Shared } from './steps.js';
 import { cacheDir, ensureTemplate, guestNode } from './template.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DRILL_ROOT = join(PACKAGE_ROOT, 'drill');
 
-const VARIANTS: Record<string, { title: string; run: (shared: Shared) => Promise<void> }> = {
-  spool: {
-    title: 'spool variant: a living server backed up in spool mode to an SMB share, a power cut in the initrd phase',
-    run: spoolDrill,
-  },
-  snapshot: { title: 'snapshot variant: PostgreSQL committing on /home while a snapshot-mode backup runs', run: snapshotDrill },
-};
+const TITLE =
+  'a living server backed up in snapshot mode while PostgreSQL commits, restored on a new disk, a power cut in the initrd phase';
 
-const USAGE = `usage: npm run drill [-- [--variant spool|snapshot] [--keep]]
+const USAGE = `usage: npm run drill [-- [--target share|disk] [--keep]]
 
 The disaster-recovery drill in QEMU (see README, "The drill"). An original server is installed,
-backs up, burns, and a fresh machine restores it and boots; then the restored machine is checked.
-  --variant spool     the server lives (users, ACLs, xattrs, a database) and backs up in spool mode
-                      to an SMB share (smbd on this host's loopback, reached through QEMU's user
-                      network with restrict=on); the fresh installation restores from the share;
-                      the initrd phase is cut by a power failure once; the restored machine must
-                      match the original's fingerprint and have its database back row for row
-  --variant snapshot  PostgreSQL's cluster on /home, a client committing row after row while the
-                      backup runs in snapshot mode (postgresql.freeze, an LVM snapshot) onto a
-                      second disk (the file target); restored, PostgreSQL replays its WAL, its
-                      rows are a gapless prefix of what was committed, pg_amcheck passes; the
-                      report gives the freeze window
-  (no --variant)      both, spool first; each has its own section in the report, and the drill
-                      passes only if both do
-  --keep              keep the work folder (it is kept anyway when the drill fails)
+lives (users, ACLs, xattrs, PostgreSQL's cluster on /home), and backs up in snapshot mode
+(postgresql.freeze, an LVM snapshot, the spool module's dump) while a client commits row after
+row; it burns, and a fresh machine restores it; the initrd phase is cut by a power failure once;
+the restored machine must boot through GRUB, match the original's fingerprint, have the spool's
+database back row for row and the snapshot's as a gapless prefix PostgreSQL replayed from its WAL
+(pg_amcheck passes); the report gives the freeze window.
+  --target share  the backups go to an SMB share (smbd on this host's loopback, reached through
+                  QEMU's user network with restrict=on) and come back from it (the default)
+  --target disk   the backups go to a second disk (the file target) instead
+  --keep          keep the work folder (it is kept anyway when the drill fails)
 SYN3_DRILL_CACHE: where the Debian template is cached (default ${cacheDir()}).
 `;
 
-function variantsAsked(args: string[]): string[] {
-  const asked: string[] = [];
+function targetAsked(args: string[]): DrillTarget {
+  let target: DrillTarget = 'share';
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    const value = a === '--variant' ? args[++i] : a.startsWith('--variant=') ? a.slice('--variant='.length) : undefined;
-    if (a === '--variant' || a.startsWith('--variant=')) {
-      if (!value || !VARIANTS[value]) {
-        throw new UserError('usage', `--variant wants spool or snapshot, not ${value ?? 'nothing'}`, {
-          hint: 'npm run drill -- --help',
-        });
+    const value = a === '--target' ? args[++i] : a.startsWith('--target=') ? a.slice('--target='.length) : undefined;
+    if (a === '--target' || a.startsWith('--target=')) {
+      if (value !== 'share' && value !== 'disk') {
+        throw new UserError('usage', `--target wants share or disk, not ${value ?? 'nothing'}`, { hint: 'npm run drill -- --help' });
       }
-      asked.push(value);
+      target = value;
     } else if (a !== '--keep') {
       throw new UserError('usage', `unknown argument ${a}`, { hint: 'npm run drill -- --help' });
     }
   }
-  return asked.length ? [...new Set(asked)] : Object.keys(VARIANTS);
+  return target;
 }
 
 async function main(): Promise<number> {
@@ -90,11 +78,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const keep = args.includes('--keep');
-  const variants = variantsAsked(args);
+  const target = targetAsked(args);
   await requireDrillTools();
   const work = await mkdtemp(join(tmpdir(), 'syn3-drill-'));
   const report = new Report((line) => process.stdout.write(`${line}\n`));
-  process.stdout.write(`syn3-backup drill (${variants.join(', ')}) in ${work}\n`);
+  process.stdout.write(`syn3-backup drill (backups to the ${target === 'share' ? 'SMB share' : 'backup disk'}) in ${work}\n`);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       powerOffAll();
@@ -103,7 +91,7 @@ async function main(): Promise<number> {
     });
   }
   const images: string[] = [];
-  let ran = 0;
+  let ran = false;
   try {
     const template = await report.phase(
       'the Debian template (mmdebstrap, cached)',
@@ -111,16 +99,13 @@ async function main(): Promise<number> {
       (t) => (t.built.length ? `built: ${t.built.join(', ')}` : 'from the cache'),
     );
     const shared: Shared = { template, node: await guestNode(), work, drillRoot: DRILL_ROOT, packageRoot: PACKAGE_ROOT, report, images };
-    // Each variant runs to its end or its first failure; a failed one does not keep the next from telling its own result.
-    for (const name of variants) {
-      report.section(VARIANTS[name]!.title);
-      await failuresReported(report, () => VARIANTS[name]!.run(shared));
-      ran++;
-    }
+    report.section(TITLE);
+    await failuresReported(report, () => drill(shared, target));
+    ran = true;
   } catch (e) {
     reportFailure(report, e);
   }
-  const outcome = ran === variants.length && !report.failed.length ? 'PASSED' : 'FAILED';
+  const outcome = ran && !report.failed.length ? 'PASSED' : 'FAILED';
   report.write(join(work, 'report.txt'), outcome);
   process.stdout.write(`\n${report.text(outcome)}`);
   if (outcome === 'PASSED' && !keep) {

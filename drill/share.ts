@@ -1,5 +1,5 @@
 /**
- * The spool variant's backup medium: a real smbd on this host's loopback (the
+ * The drill's backup medium (by default): a real smbd on this host's loopback (the
  * tests' server, test/support/servers/smb.ts, as the benchmarks use it), one
  * share, and one SMB account. The guests reach it as //10.0.2.100/backups
  * through QEMU's user network with restrict=on and one guestfwd (qemu.ts):

@@ -1,8 +1,7 @@
 /**
- * The steps every variant of the drill shares: a variant's own disks and
- * configuration, the original machine's install and backup, the fire, the
- * fresh machine's install and restore, the jobs run in the machines and the
- * checks on what they wrote back.
+ * The drill's steps: its disks and configuration, the original machine's
+ * install and backup, the fire, the fresh machine's install and restore, the
+ * jobs run in the machines and the checks on what they wrote back.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,12 +25,8 @@ export interface Shared {
   images: string[];
 }
 
-/**
- * One variant's run: its own backup medium (a backup disk, or the SMB share), job disk and
- * configuration, all named after it in the work folder.
- */
+/** The drill's run: its backup medium (the SMB share, or a backup disk), job disk and configuration. */
 export interface Context extends Shared {
-  variant: string;
   host: string;
   /** The original's configuration (the fresh machine's adds the original's public key). */
   config: string;
@@ -43,7 +38,7 @@ export interface Context extends Shared {
   inputs: InstallInputs;
 }
 
-/** The original server's disk; each variant gives it its own host name. */
+/** The original server's disk. */
 export const ORIGINAL: MachineSpec = {
   role: 'original',
   hostname: 'syn3drill',
@@ -74,7 +69,7 @@ export const BACKUP_DISK_TARGET = `target:
   require_mount: true
 `;
 
-/** The configuration of the drill's machines: hourly backups onto the target (the backup disk's by default), plus the variant's lines. */
+/** The configuration of the drill's machines: hourly backups onto the target (the backup disk's by default), plus the lines given. */
 export function drillConfig(host: string, extra = '', target = BACKUP_DISK_TARGET): string {
   return `# syn3-backup on the drill machine: hourly backups.
 host: ${host}
@@ -83,14 +78,14 @@ schedule:
 ${target}${extra}`;
 }
 
-/** A variant's context; with a share, its machines back up to it instead of a backup disk. */
-export async function variantContext(shared: Shared, variant: string, host: string, config: string, share?: DrillShare): Promise<Context> {
-  const file = (name: string) => join(shared.work, `${variant}-${name}`);
+/** The drill's context; with a share, its machines back up to it instead of a backup disk. */
+export async function drillContext(shared: Shared, host: string, config: string, share?: DrillShare): Promise<Context> {
+  const file = (name: string) => join(shared.work, name);
   const configFile = file('config.yaml');
   writeFileSync(configFile, config);
   const { template, node, work, drillRoot, packageRoot } = shared;
   const inputs: InstallInputs = { template, work, drillRoot, packageRoot, node, config: configFile };
-  const base = { ...shared, variant, host, config: configFile, jobDisk: file('job-disk.img') };
+  const base = { ...shared, host, config: configFile, jobDisk: file('job-disk.img') };
   if (share) {
     const smbCredentials = file('smb.cred');
     writeFileSync(smbCredentials, credentials(share), { mode: 0o600 });
@@ -106,10 +101,8 @@ export function jobScript(ctx: Context, name: string): string {
   return join(ctx.drillRoot, JOBS_DIR, `${name}.sh`);
 }
 
-/** A machine of this variant: its role in the file names is prefixed with the variant's name. */
 async function install(ctx: Context, spec: MachineSpec, inputs: InstallInputs, title: string): Promise<Machine> {
-  const named = { ...spec, role: `${ctx.variant}-${spec.role}` };
-  const m = await ctx.report.phase(title, () => installMachine(named, inputs));
+  const m = await ctx.report.phase(title, () => installMachine(spec, inputs));
   ctx.images.push(m.disk);
   return m;
 }
@@ -121,7 +114,7 @@ export interface BackedUp {
   status: { lastSuccess?: { id?: string; size?: number; freezeWindowMs?: number } | null };
 }
 
-/** The original server is installed, lives (the variant's job), backs itself up: the backup must be there and signed. */
+/** The original server is installed, lives (its job), backs itself up: the backup must be there and signed. */
 export async function installAndBackUp(ctx: Context, spec: MachineSpec, title: string, job: Job): Promise<BackedUp> {
   const { report } = ctx;
   const original = await install(ctx, spec, ctx.inputs, `install the original machine (${spec.diskSize} disk)`);
@@ -160,7 +153,7 @@ export function burn(ctx: Context, original: Machine): void {
 export async function restoreOnFreshMachine(ctx: Context, spec: MachineSpec, original: Machine, publicKey: string): Promise<Machine> {
   const { report } = ctx;
   const freshConfig = `${readFileSync(ctx.config, 'utf8')}trust:\n  public_keys:\n    - "${publicKey}"\n`;
-  const freshConfigFile = join(ctx.work, `${ctx.variant}-fresh-config.yaml`);
+  const freshConfigFile = join(ctx.work, 'fresh-config.yaml');
   writeFileSync(freshConfigFile, freshConfig);
   const { smbCredentials, ...inputs } = ctx.inputs;
   const replacement = await install(

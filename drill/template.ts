@@ -14,8 +14,8 @@ import { run } from '../src/system/run.js';
 
 /**
  * What an administrator's small server has, plus what syn3-backup drives (smbclient: the
- * drill's spool variant backs up to an SMB share and restores from it), plus databases:
- * PostgreSQL for the drill's spool module, MariaDB for the test lane's snapshot-mode specs
+ * drill backs up to an SMB share and restores from it), plus databases:
+ * PostgreSQL for the drill's spool module and freezer, MariaDB for the test lane's snapshot-mode specs
  * (the drill's machines purge it: see install-machine.sh).
  */
 export const PACKAGES = [

@@ -1,105 +1,51 @@
 /**
- * The drill's snapshot variant (issue 11, item 5): the original machine backs
- * up in snapshot mode while a client keeps committing rows to PostgreSQL,
- * whose data directory and WAL are on /home. The shipped postgresql.freeze
- * holds PostgreSQL while LVM snapshots /home; there is no spool module for it.
- * After the fire a fresh machine restores the backup and reboots once into the
- * initrd phase (no power cut: the spool variant proves that) and post.restore.
- * PostgreSQL must start on the restored files (it replays its WAL), its rows
+ * The drill's database proof of snapshot mode (issue 11, item 5): the original
+ * backs up in snapshot mode while a client keeps committing rows to the
+ * "drill" database, whose cluster (data directory and WAL) is on /home; the
+ * shipped postgresql.freeze holds PostgreSQL while LVM snapshots /home, and
+ * the spool module leaves that database to the snapshot. After the restore,
+ * PostgreSQL must start on the restored files (it replays its WAL), the rows
  * must be a gapless prefix of what the client committed, holding every row
- * committed before the freeze and none begun after it, and pg_amcheck must
- * pass. The fingerprint comparison is left to the spool variant: what it
- * proves (the system copy, xfsdump and xfsrestore of every kind of file) is
- * the same code in both modes, and a /home that is written during the backup
- * differs from its snapshot by design; the databases are this variant's proof.
+ * committed before the freeze and none begun after it, and pg_amcheck must pass.
  */
-import { readFileSync } from 'node:fs';
 import { lastLines } from '../src/system/run.js';
-import type { MachineSpec } from './machine.js';
-import {
-  burn,
-  checkInitrdAndPostRestore,
-  checkMountIdentity,
-  checkStatusRestored,
-  drillConfig,
-  installAndBackUp,
-  jobScript,
-  ORIGINAL,
-  readText,
-  REPLACEMENT,
-  restoreOnFreshMachine,
-  runJob,
-  variantContext,
-  type Context,
-  type Shared,
-} from './steps.js';
+import { readText, type Context } from './steps.js';
 
-const HOST = 'syn3snap';
+/** What the original's life job says of the freeze and the client: checked, and kept for the restored machine's checks. */
+export interface Committed {
+  committed: number;
+  bounds: Bounds | undefined;
+  windowMs: number | undefined;
+}
 
-/**
- * The original's volume group: the disk (4G) less /boot and / leaves about 2236 MiB for the PV;
- * /home takes 1700 MiB, so some 530 MiB are free. The snapshot gets 300 MiB: the writes to /home
- * during the dump (the client's rows, the WAL) are a few MiB.
- */
-const SNAPSHOT_ORIGINAL: MachineSpec = { ...ORIGINAL, hostname: HOST };
-const SNAPSHOT_CONFIG = drillConfig(HOST, 'mode: snapshot\nsnapshot:\n  size: 300M\n  freeze_timeout: 60s\n');
-
-export async function snapshotDrill(shared: Shared): Promise<void> {
-  const ctx = await variantContext(shared, 'snapshot', HOST, SNAPSHOT_CONFIG);
+export function checkFrozenWhileCommitting(ctx: Context, lifeDir: string, windowMs: number | undefined): Committed {
   const { report } = ctx;
-
-  // 1. The original server, backing up in snapshot mode while a client commits.
-  const { original, life, publicKey, status } = await installAndBackUp(
-    ctx,
-    SNAPSHOT_ORIGINAL,
-    'original: PostgreSQL on /home, a client committing, syn3-backup tick (snapshot mode)',
-    { name: 'snapshot-life-and-backup', script: jobScript(ctx, 'snapshot-life-and-backup') },
-  );
   report.check(
     "PostgreSQL's data directory is on /home",
-    readText(life.result.dir, 'data-directory.txt') === '/home/pgdata',
-    readText(life.result.dir, 'data-directory.txt'),
+    readText(lifeDir, 'data-directory.txt') === '/home/pgdata',
+    readText(lifeDir, 'data-directory.txt'),
   );
-  const [vg, vgSize, vgFree] = readText(life.result.dir, 'vgs.txt').split(/\s+/);
-  report.note(`the volume group ${vg ?? '?'} has room for the 300 MiB snapshot`, `${vgSize ?? '?'} MiB, ${vgFree ?? '?'} MiB free`);
-  const freeze = freezeTimes(readText(life.result.dir, 'syn3-backup.log'));
-  const windowMs = status.lastSuccess?.freezeWindowMs;
+  const [vg, vgSize, vgFree] = readText(lifeDir, 'vgs.txt').split(/\s+/);
+  report.note(`the volume group ${vg ?? '?'} has room for the snapshot`, `${vgSize ?? '?'} MiB, ${vgFree ?? '?'} MiB free`);
+  const freeze = freezeTimes(readText(lifeDir, 'syn3-backup.log'));
   report.check(
     'the backup froze PostgreSQL with postgresql.freeze and says how long',
     freeze?.freezers.includes('/usr/backup/modules/postgresql.freeze') === true && typeof windowMs === 'number',
     `freezers: ${freeze?.freezers.join(', ') || 'none in the log'}; status: databases frozen ${windowMs ?? '?'} ms`,
   );
-  const commits = readCommits(readText(life.result.dir, 'commits.log'));
-  const committed = Number(readText(life.result.dir, 'committed.txt'));
+  const commits = readCommits(readText(lifeDir, 'commits.log'));
+  const committed = Number(readText(lifeDir, 'committed.txt'));
   const bounds = freeze ? prefixBounds(commits, freeze) : undefined;
   report.check(
     'the client kept committing, before the freeze and after it',
     committed > 0 && commits.length === committed && bounds !== undefined && bounds.before > 0 && bounds.after < committed,
-    `rows 1..${committed} committed (${readText(life.result.dir, 'rows-at-stop.txt')} count/max at the stop); ` +
+    `rows 1..${committed} committed (${readText(lifeDir, 'rows-at-stop.txt')} count/max at the stop); ` +
       `${bounds ? `${bounds.before} returned before the freeze began, row ${bounds.after + 1} began after it ended` : 'no freeze in the log'}`,
   );
-
-  // 2. The fire. 3. The restore on a fresh machine.
-  burn(ctx, original);
-  const replacement = await restoreOnFreshMachine(ctx, REPLACEMENT, original, publicKey);
-
-  // 4. One reboot: the initrd phase to its end, post.restore, and the checks in the same boot.
-  const first = await runJob(ctx, replacement, 'reboot: the initrd phase, post.restore, PostgreSQL checked', {
-    name: 'snapshot-check',
-    script: jobScript(ctx, 'snapshot-check'),
-    files: { 'after-restore.sh': readFileSync(jobScript(ctx, 'after-restore'), 'utf8') },
-  });
-  checkInitrdAndPostRestore(ctx, first, 'the initrd phase ran and finished');
-  checkStatusRestored(ctx, first.result.dir);
-  checkDatabase(ctx, first.result.dir, { committed, bounds, windowMs });
-  checkMountIdentity(ctx, life.result.dir, first.result.dir, original);
+  return { committed, bounds, windowMs };
 }
 
-function checkDatabase(
-  ctx: Context,
-  dir: string,
-  before: { committed: number; bounds: Bounds | undefined; windowMs: number | undefined },
-): void {
+export function checkDatabase(ctx: Context, dir: string, before: Committed): void {
   const { report } = ctx;
   const log = readText(dir, 'postgresql.log');
   report.check(

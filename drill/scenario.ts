@@ -1,24 +1,30 @@
 /**
- * The drill's spool variant (README, "The drill"): the original server lives
- * (users, ACLs, xattrs, a database) and backs up in spool mode (pg_dump into
- * the spool, the live /home dumped) to an SMB share, a real smbd on this
- * host's loopback that the machines reach through QEMU's user network with
- * restrict=on and one guestfwd (share.ts); after the fire a fresh
- * installation gets the configuration and the share's credentials as an
- * administrator brings them, lists the share and restores from it, reboots into the initrd phase (the power is cut halfway once), boots
- * again to finish it and run post.restore (the database loaded from the
- * spool), and reboots once more. The restored machine must boot through GRUB,
- * match the original's fingerprint but for an explicit list, have its
- * database back row for row and say it was restored.
+ * The drill (README, "The drill"): the original server lives (users, ACLs,
+ * xattrs, PostgreSQL's cluster on /home with a database the spool module dumps
+ * and one a client keeps committing to) and backs up in snapshot mode (the
+ * spool modules, postgresql.freeze holding PostgreSQL while LVM snapshots
+ * /home, xfsdump of the snapshot) to an SMB share, a real smbd on this host's
+ * loopback that the machines reach through QEMU's user network with
+ * restrict=on and one guestfwd (share.ts); or, with --target disk, to a
+ * backup disk (the file target). After the fire a fresh installation gets
+ * the configuration and the share's credentials as an administrator brings
+ * them, lists the share and restores from it, reboots into the initrd phase
+ * (the power is cut halfway once), boots again to finish it and run
+ * post.restore (the spool's database loaded), and reboots once more. The
+ * restored machine must boot through GRUB, match the original's fingerprint
+ * but for an explicit list, have the spool's database back row for row, the
+ * snapshot's database as it was at the freeze (database-checks.ts), and say
+ * it was restored.
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALLOWED_DIFFERENCES } from './allowed-differences.js';
+import { checkDatabase, checkFrozenWhileCommitting } from './database-checks.js';
 import { compareFingerprints, readFingerprint, type Entry } from './fingerprint.js';
 import { writeJobDisk } from './job-disk.js';
 import type { Machine } from './machine.js';
 import { boot, serialText } from './qemu.js';
-import { shareTarget, startDrillShare, type DrillShare } from './share.js';
+import { shareTarget, startDrillShare } from './share.js';
 import {
   burn,
   checkBootedThroughGrub,
@@ -35,34 +41,43 @@ import {
   requireJob,
   restoreOnFreshMachine,
   runJob,
-  variantContext,
+  drillContext,
   type Context,
   type Shared,
 } from './steps.js';
 
 const HOST = 'syn3drill';
 
+/**
+ * Snapshot mode. The original's volume group: the disk (4G) less /boot and / leaves about 2236 MiB
+ * for the PV; /home takes 1700 MiB, so some 530 MiB are free. The snapshot gets 300 MiB: the writes
+ * to /home during the dump (the client's rows, the WAL) are a few MiB.
+ */
+const SNAPSHOT_MODE = 'mode: snapshot\nsnapshot:\n  size: 300M\n  freeze_timeout: 60s\n';
+
+export type DrillTarget = 'share' | 'disk';
+
 /** The initrd phase's log line as it starts to copy / back (on the serial console, CRLF). */
 const COPYING_ROOT = /copying \/home\/\.syn3systembackup\/ to \/\r?$/m;
 
-export async function spoolDrill(shared: Shared): Promise<void> {
+export async function drill(shared: Shared, target: DrillTarget): Promise<void> {
+  if (target === 'disk') return drillOn(await drillContext(shared, HOST, drillConfig(HOST, SNAPSHOT_MODE)));
   const share = await shared.report.phase("the SMB share: smbd on this host's loopback", startDrillShare, (s) => `port ${s.hostPort}`);
   try {
-    await spoolDrillOn(shared, share);
+    await drillOn(await drillContext(shared, HOST, drillConfig(HOST, SNAPSHOT_MODE, shareTarget(share)), share));
   } finally {
     await share.stop();
   }
 }
 
-async function spoolDrillOn(shared: Shared, share: DrillShare): Promise<void> {
-  const ctx = await variantContext(shared, 'spool', HOST, drillConfig(HOST, '', shareTarget(share)), share);
-  const { report, work } = ctx;
+async function drillOn(ctx: Context): Promise<void> {
+  const { report, work, share } = ctx;
 
   // 1. The original server.
-  const { original, life, publicKey } = await installAndBackUp(
+  const { original, life, publicKey, status } = await installAndBackUp(
     ctx,
     ORIGINAL,
-    'original: first boot, users and a database, syn3-backup tick',
+    'original: first boot, users, databases, a client committing, syn3-backup tick (snapshot mode)',
     {
       name: 'life-and-backup',
       script: jobScript(ctx, 'life-and-backup'),
@@ -70,12 +85,15 @@ async function spoolDrillOn(shared: Shared, share: DrillShare): Promise<void> {
   );
   const dbBefore = readText(life.result.dir, 'db.txt');
   report.check('the database has rows before the fire', /^20000 [0-9a-f]{32}$/.test(dbBefore), dbBefore);
-  const onShare = readdirSync(share.files()).filter((f) => !f.startsWith('.'));
-  report.check(
-    `the backup is on the SMB share (smbd's folder on this host)`,
-    onShare.some((f) => f.startsWith(`${HOST}-`) && f.endsWith('.meta.json')),
-    onShare.join(', ') || 'nothing',
-  );
+  const committed = checkFrozenWhileCommitting(ctx, life.result.dir, status.lastSuccess?.freezeWindowMs);
+  if (share) {
+    const onShare = readdirSync(share.files()).filter((f) => !f.startsWith('.'));
+    report.check(
+      `the backup is on the SMB share (smbd's folder on this host)`,
+      onShare.some((f) => f.startsWith(`${HOST}-`) && f.endsWith('.meta.json')),
+      onShare.join(', ') || 'nothing',
+    );
+  }
 
   // 2. The fire. 3. A new disk, a fresh installation, the restore.
   burn(ctx, original);
@@ -117,6 +135,7 @@ async function spoolDrillOn(shared: Shared, share: DrillShare): Promise<void> {
   report.check('it boots the restored root (its original UUID)', cmdline.includes(`root=UUID=${original.uuids.root}`), cmdline.trim());
   const dbAfter = readText(final.result.dir, 'db.txt');
   report.check('the database is back, row for row', dbAfter === dbBefore, dbAfter);
+  checkDatabase(ctx, final.result.dir, committed);
   checkStatusRestored(ctx, final.result.dir);
   compareMachines(ctx, join(life.result.dir, 'fingerprint'), join(final.result.dir, 'fingerprint'), original);
 }
