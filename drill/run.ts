@@ -91,7 +91,6 @@ async function main(): Promise<number> {
     });
   }
   const images: string[] = [];
-  let ran = false;
   try {
     const template = await report.phase(
       'the Debian template (mmdebstrap, cached)',
@@ -100,12 +99,12 @@ async function main(): Promise<number> {
     );
     const shared: Shared = { template, node: await guestNode(), work, drillRoot: DRILL_ROOT, packageRoot: PACKAGE_ROOT, report, images };
     report.section(TITLE);
-    await failuresReported(report, () => drill(shared, target));
-    ran = true;
+    await drill(shared, target);
   } catch (e) {
     reportFailure(report, e);
   }
-  const outcome = ran && !report.failed.length ? 'PASSED' : 'FAILED';
+  // A failure anywhere is a failed check in the report (reportFailure): the outcome is the report's.
+  const outcome = report.failed.length ? 'FAILED' : 'PASSED';
   report.write(join(work, 'report.txt'), outcome);
   process.stdout.write(`\n${report.text(outcome)}`);
   if (outcome === 'PASSED' && !keep) {
@@ -117,14 +116,6 @@ async function main(): Promise<number> {
     `\nKept for reading: ${work} (report.txt, *.serial.log, the job results per boot${outcome === 'FAILED' ? ', the disk images' : ''}).\n`,
   );
   return outcome === 'PASSED' ? 0 : 1;
-}
-
-async function failuresReported(report: Report, body: () => Promise<unknown>): Promise<void> {
-  try {
-    await body();
-  } catch (e) {
-    reportFailure(report, e);
-  }
 }
 
 function reportFailure(report: Report, e: unknown): void {
