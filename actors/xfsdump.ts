@@ -10,6 +10,8 @@
  * itself. Other targets get a stream, counted and hashed on the way.
  * -J: the host's xfsdump inventory is not used (every dump is level 0, and a
  * restore on new disks has no inventory anyway).
+ * Beside every dump, of the live /home or of a snapshot, one find lists the
+ * files whose times xfsdump cannot keep (src/system/find-unkept-times.ts).
  */
 import { closeSync, fstatSync, fsync, openSync, statfsSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -22,6 +24,8 @@ import { Measure } from '../src/system/streams.js';
 import { compressing, ZSTD_COMPRESS, type Compression } from '../src/system/compression.js';
 import { cachedLag, hashWhileWritten } from '../src/system/hash-while-writing.js';
 import { finish, start, startChain, type Command } from '../src/system/run.js';
+import { findUnkeptTimes, type UnkeptTimesFound } from '../src/system/find-unkept-times.js';
+import { unkeptTimesOf } from '../src/system/unkept-times.js';
 
 export interface DumpRequest {
   home: string;
@@ -34,6 +38,8 @@ export interface DumpRequest {
   /** xfsdump -t: the dump's time is this file's mtime (a snapshot's dump is of the moment it was taken). */
   dumpTimeFile?: string;
   onProgress?: (bytes: number) => void;
+  /** Hears, once the dump is done, every file whose times it could not keep: the result names only the first few. */
+  onUnkeptTimes?: (found: UnkeptTimesFound) => void;
   /** Where the step's time went: the dump itself, then the checksum's catch-up and the fsync. */
   log?: (message: string) => void;
   signal?: AbortSignal;
@@ -63,6 +69,23 @@ export function mediaFileSize(stderr: string): number | undefined {
 }
 
 export async function dumpHome(r: DumpRequest): Promise<DumpResult> {
+  const dumpFailed = new AbortController();
+  const finding = findUnkeptTimes(r.home, { signal: r.signal ? AbortSignal.any([r.signal, dumpFailed.signal]) : dumpFailed.signal });
+  let result: DumpResult;
+  try {
+    result = await dumpTo(r);
+  } catch (e) {
+    dumpFailed.abort();
+    await finding;
+    throw e;
+  }
+  const found = await finding;
+  r.onUnkeptTimes?.(found);
+  const unkeptTimes = unkeptTimesOf(found.paths);
+  return unkeptTimes ? { ...result, unkeptTimes } : result;
+}
+
+function dumpTo(r: DumpRequest): Promise<DumpResult> {
   if (r.target.localWrite) return dumpToFile(r, r.target.localWrite.bind(r.target));
   if (r.target.writeFrom) return dumpThroughTarget(r, r.target.writeFrom.bind(r.target));
   return dumpToStream(r);

@@ -28,6 +28,15 @@ export interface DumpResult {
   compression?: 'none' | 'zstd';
   startedAt: number;
   finishedAt: number;
+  /** Absent when every file's times fit (or in dumps made before they were looked at). */
+  unkeptTimes?: UnkeptTimes;
+}
+
+/** Files whose mtime or atime xfsdump cannot keep (it stores 32-bit seconds): they come back with other times. */
+export interface UnkeptTimes {
+  count: number;
+  /** The first few, relative to the dumped tree ("." for its top), control characters escaped. */
+  first: string[];
 }
 
 /** Snapshot mode's LVM snapshot of /home, taken while the databases were frozen. */

@@ -12,9 +12,11 @@ import { step } from '../steps.js';
 import { STEP_OF_BACKUP_ACTOR, type backupActors } from '../../machines/backup.js';
 import type { Config } from '../config/schema.js';
 import { UserError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { LOG_FILE, type Logger } from '../log.js';
 import { mountAt } from '../system/mounts.js';
 import { ensureTrustedDirectory } from '../system/trust.js';
+import type { UnkeptTimesFound } from '../system/find-unkept-times.js';
+import { unkeptTimesOf, unkeptTimesSentence } from '../system/unkept-times.js';
 import { readSigningKey } from '../signing/keys.js';
 import { signMetadata } from '../signing/signature.js';
 import { validateMetadata } from '../targets/kit/metadata.js';
@@ -64,6 +66,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         'xfsrestore',
         'blkid',
         'xfs_info',
+        'find',
         // The tape's native writer: tee (through FIFOs made by mkfifo) into dd, openssl and wc.
         ...(target.writeFrom ? ['tee', 'mkfifo', 'dd', 'openssl', 'wc'] : []),
         ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'dmsetup', 'mount', 'umount', 'sync'] : []),
@@ -146,6 +149,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         target,
         compression: config.compression,
         onProgress: (bytes: number) => log.info({ bytes }, `dump: ${formatBytes(bytes)} written`),
+        onUnkeptTimes: (found: UnkeptTimesFound) => reportUnkeptTimes(found, paths.home, join(paths.state, LOG_FILE), log),
         log: (m: string) => log.info(m),
         ...(d.signal ? { signal: d.signal } : {}),
       };
@@ -182,6 +186,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         tool: 'xfsdump',
         program: PROGRAM,
         layout: input.layout,
+        ...(input.dump.unkeptTimes ? { unkeptTimes: input.dump.unkeptTimes } : {}),
       };
       const metadata = signMetadata(unsigned, readSigningKey(config.trust.signing_key));
       // What list and restore will refuse must fail here, loudly, not become a backup nobody can see.
@@ -220,6 +225,20 @@ export function backupSteps(d: BackupDeps): BackupSteps {
       return { deleted: old.map((b) => b.id), finishedAt: Date.now() };
     },
   };
+}
+
+/**
+ * One warning per dump (it reaches stderr under cron, as rsync's do), and every path in the log file
+ * only (debug: a terminal is not flooded); a restore's plan repeats the count from the metadata.
+ */
+function reportUnkeptTimes(found: UnkeptTimesFound, home: string, logFile: string, log: Logger): void {
+  const unkept = unkeptTimesOf(found.paths);
+  if (unkept) log.warn({ count: unkept.count }, `dump: ${unkeptTimesSentence(unkept, home)}; ${logFile} names every one`);
+  for (const p of found.paths) log.debug({ path: join(home, p) }, 'dump: a time xfsdump cannot keep');
+  if (found.incomplete)
+    log.warn(
+      `dump: the search for times xfsdump cannot keep did not finish (${found.incomplete}); the files it found by then are listed, and the backup goes on`,
+    );
 }
 
 function isUnder(file: string, dir: string): boolean {

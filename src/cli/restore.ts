@@ -16,6 +16,7 @@ import { approveUnsigned, withdrawUnsignedApproval } from '../signing/unsigned-a
 import { createTarget } from '../targets/index.js';
 import type { StoredBackup, Target } from '../targets/target.js';
 import { freshHome } from '../system/fresh-home.js';
+import { unkeptTimesSentence } from '../system/unkept-times.js';
 import { commandContext, printJson, type CommandContext, type GlobalOptions } from './context.js';
 
 export async function restoreCommand(
@@ -106,6 +107,7 @@ function plan(ctx: CommandContext, b: StoredBackup, fresh: { holds: string } | u
       ? `This restores ${ctx.config.host} from backup ${b.id}`
       : `This restores ${ctx.config.host} from backup ${b.id} of ANOTHER HOST, ${b.metadata.host}: confirm with that host's name`,
     `  made ${b.created} on ${b.metadata.host}, ${formatBytes(b.size)}, from ${b.location}`,
+    ...(b.metadata.unkeptTimes ? [`  ${unkeptTimesSentence(b.metadata.unkeptTimes, paths.home)}`] : []),
     `It DESTROYS:`,
     `  now:              ${paths.home} on ${dev(paths.home)} (formatted, then filled from the backup)`,
     `  at the next boot: ${paths.root} on ${dev(paths.root)} and ${paths.boot} on ${dev(paths.boot)} (formatted, then filled from the system copy)`,

@@ -22,6 +22,7 @@ const PACKAGE_OF: Record<string, string> = {
   blkid: 'util-linux',
   findmnt: 'util-linux',
   mountpoint: 'util-linux',
+  find: 'findutils',
   smbclient: 'smbclient',
   mt: 'mt-st',
   mkfifo: 'coreutils',

@@ -5,7 +5,7 @@
  * and becomes visible to `list` only through `commit`.
  */
 import type { Readable } from 'node:stream';
-import type { SystemLayout } from '../../machines/types.js';
+import type { SystemLayout, UnkeptTimes } from '../../machines/types.js';
 import type { Command } from '../system/run.js';
 
 export const METADATA_FORMAT = 1;
@@ -22,6 +22,8 @@ export interface BackupMetadata {
   tool: 'xfsdump';
   program: string;
   layout: SystemLayout;
+  /** Files whose times xfsdump could not keep; absent when there were none, and in backups made before it was looked for. */
+  unkeptTimes?: UnkeptTimes;
   /** Ed25519 over the rest of the metadata (src/signing/canonical.ts); absent on backups made before signing existed. */
   signature?: MetadataSignature;
 }

@@ -129,6 +129,16 @@ describe('canonical form and signature', () => {
     for (const change of changes) expect(checkSignature(change(signed), [pub]).status).toBe('invalid');
   });
 
+  it('covers the count of times the dump could not keep: a signature over it holds, and fails once the count is changed', () => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const pub = publicKeyText(privateKey);
+    const signed = signMetadata({ ...metadata(), unkeptTimes: { count: 8, first: ['alice/dated-2100'] } }, privateKey);
+    expect(validateMetadata(signed).ok).toBe(true);
+    expect(checkSignature(signed, [pub]).status).toBe('trusted');
+    expect(checkSignature({ ...signed, unkeptTimes: { count: 7, first: ['alice/dated-2100'] } }, [pub]).status).toBe('invalid');
+    expect(checkSignature({ ...signed, unkeptTimes: undefined }, [pub]).status).toBe('invalid');
+  });
+
   it('unsigned, an unknown key and a signature over other bytes are told apart', () => {
     const { privateKey } = generateKeyPairSync('ed25519');
     const other = generateKeyPairSync('ed25519').privateKey;
@@ -158,6 +168,9 @@ describe('strict metadata fields', () => {
     ['a host with a slash', { ...metadata(), host: '../x' }, /host/],
     ['a malformed signature', { ...metadata(), signature: { key: 'ed25519:x', sig: 'y' } }, /signature\.key/],
     ['an extra field', { ...metadata(), extra: 1 }, /record|extra|Unrecognized/i],
+    ['a path of unkept times with a newline', { ...metadata(), unkeptTimes: { count: 1, first: ['a\nb'] } }, /unkeptTimes\.first/],
+    ['more paths of unkept times than it counts', { ...metadata(), unkeptTimes: { count: 1, first: ['a', 'b'] } }, /unkeptTimes\.first/],
+    ['a count of unkept times of zero', { ...metadata(), unkeptTimes: { count: 0, first: ['a'] } }, /unkeptTimes\.count/],
   ];
   for (const [what, value, where] of rejected) {
     it(`refuses ${what}`, () => {

@@ -6,7 +6,8 @@
  * is a rejection the caller must not list or restore from.
  */
 import { z } from 'zod';
-import type { FsIdentity, SystemLayout } from '../../../machines/types.js';
+import type { FsIdentity, SystemLayout, UnkeptTimes } from '../../../machines/types.js';
+import { UNKEPT_TIMES_SHOWN } from '../../system/unkept-times.js';
 import { PUBLIC_KEY_PATTERN } from '../../config/trust-config.js';
 import { METADATA_FORMAT, type BackupMetadata, type MetadataSignature } from '../target.js';
 import { ID_PATTERN } from './id.js';
@@ -46,6 +47,23 @@ const layoutSchema = z.strictObject({
   home: fsIdentitySchema,
 }) satisfies z.ZodType<SystemLayout>;
 
+/** A path below /home, control characters escaped (as find-unkept-times.ts leaves it): six characters at most for each of PATH_MAX's bytes. */
+const shownPath = z
+  .string()
+  .min(1)
+  .max(6 * 4096)
+  .regex(NO_CONTROL, 'must hold no control characters');
+
+const unkeptTimesSchema = z
+  .strictObject({
+    count: nonNegativeInteger.min(1),
+    first: z.array(shownPath).min(1).max(UNKEPT_TIMES_SHOWN),
+  })
+  .refine((u) => u.first.length <= u.count, {
+    message: 'names more files than it counts',
+    path: ['first'],
+  }) satisfies z.ZodType<UnkeptTimes>;
+
 const signatureSchema = z.strictObject({
   key: z.string().regex(PUBLIC_KEY_PATTERN, 'must be a public key (ed25519:…)'),
   sig: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a 64-byte Ed25519 signature in base64'),
@@ -63,6 +81,7 @@ export const metadataSchema = z.strictObject({
   tool: z.literal('xfsdump'),
   program: z.string().max(200).regex(NO_CONTROL, 'must hold no control characters'),
   layout: layoutSchema,
+  unkeptTimes: unkeptTimesSchema.optional(),
   signature: signatureSchema.optional(),
 }) satisfies z.ZodType<BackupMetadata>;
 
