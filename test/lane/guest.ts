@@ -32,6 +32,11 @@ export interface GuestDisk {
   /** At most 20 characters (virtio-blk's limit): letters, digits, - and _. */
   serial: string;
   sizeMiB: number;
+  /**
+   * An image of the spec's own (made at sizeMiB if it does not exist), kept when the guest
+   * stops: a disk that outlives its machine, as a backup disk carried to the new one.
+   */
+  file?: string;
 }
 
 export interface GuestOptions {
@@ -47,6 +52,23 @@ export interface GuestOptions {
   hostname?: string;
   /** From QEMU's start to the agent's hello; default 5 minutes (a loaded host under TCG). */
   bootTimeoutMs?: number;
+  /** A virtual network card, eth0 in the guest: see GuestNetwork. */
+  network?: GuestNetwork;
+}
+
+/**
+ * QEMU socket networking over UDP on this host's loopback: the card's frames go
+ * from localPort to remotePort, where the other guest's card listens. No
+ * connection to keep, so a guest can stop and a new one take its ports (a
+ * machine replaced on the same wire); no other network is attached.
+ */
+export interface GuestNetwork {
+  localPort: number;
+  remotePort: number;
+  /** 52:54:00:… (QEMU's own prefix). */
+  mac: string;
+  /** Given to eth0 by the init, as address/prefix. */
+  address: string;
 }
 
 export interface Guest {
@@ -148,11 +170,20 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     await programDisk(join(work, 'program.img'), opts.share);
     const disks: string[] = [];
     for (const d of opts.disks ?? []) {
-      const file = join(work, `${d.serial}.img`);
-      await run('truncate', ['-s', `${d.sizeMiB}M`, file]);
+      const file = d.file ?? join(work, `${d.serial}.img`);
+      if (!existsSync(file)) await run('truncate', ['-s', `${d.sizeMiB}M`, file]);
       disks.push(`-drive`, `if=none,id=${d.serial},file=${file},format=raw,cache=unsafe`);
       disks.push('-device', `virtio-blk-pci,drive=${d.serial},serial=${d.serial}`);
     }
+    const net = opts.network;
+    const network = net
+      ? [
+          '-netdev',
+          `socket,id=wire,udp=127.0.0.1:${net.remotePort},localaddr=127.0.0.1:${net.localPort}`,
+          '-device',
+          `virtio-net-pci,netdev=wire,mac=${net.mac}`,
+        ]
+      : [];
     let connect: (s: Socket) => void = () => undefined;
     const connected = new Promise<Socket>((resolve) => {
       connect = resolve;
@@ -184,12 +215,13 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
       '-initrd',
       image.initrd,
       '-append',
-      `console=ttyS0 quiet panic=-1 lane.hostname=${opts.hostname ?? 'lane'}`,
+      `console=ttyS0 quiet panic=-1 lane.hostname=${opts.hostname ?? 'lane'}${net ? ` lane.address=${net.address}` : ''}`,
       '-drive',
       `if=none,id=root,file=${image.root},format=raw,snapshot=on,cache=unsafe`,
       '-device',
       'virtio-blk-pci,drive=root,serial=lane-root',
       ...disks,
+      ...network,
       '-drive',
       `if=none,id=prog,file=${join(work, 'program.img')},format=raw,readonly=on`,
       '-device',

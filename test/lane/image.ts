@@ -41,7 +41,8 @@ exec /usr/local/bin/node /opt/syn3-backup/dist/bin/syn3-backup.mjs "$@"
  * tgt (a user-space SCSI target that emulates tape drives and libraries),
  * open-iscsi (the initiator that gives the guest's st driver a /dev/nst0),
  * mt-st, mtx, lsscsi, sg3-utils, and the libraries they need beyond the
- * template's. A lane-only layer: the drill's machines stay as they are. The
+ * template's; drbd-utils for the DRBD pair (its drbdadm drives the guest
+ * kernel's DRBD 8.4). A lane-only layer: the drill's machines stay as they are. The
  * packages are fetched with apt-get download into the cache (once) and
  * unpacked into the root image with dpkg-deb -x; no maintainer script runs,
  * so what they would make is made in buildRoot (mt's alternative, the
@@ -62,6 +63,7 @@ export const LANE_DEBS = [
   'lsscsi',
   'sg3-utils',
   'libsgutils2-1.46-2',
+  'drbd-utils',
 ];
 
 export interface LaneImage {
@@ -251,10 +253,10 @@ export async function programDisk(file: string, share: string[] = []): Promise<v
   }
 }
 
-/** Older lane images and initramfs files in the cache: each is a new one's predecessor. */
+/** Older lane images, initramfs files and package folders in the cache: each is a new one's predecessor. */
 async function removeOthers(dir: string, prefix: string, keep: string): Promise<void> {
   for (const f of await readdir(dir)) {
-    if (f.startsWith(prefix) && f !== keep && !f.endsWith('.part')) await rm(join(dir, f), { force: true });
+    if (f.startsWith(prefix) && f !== keep && !f.endsWith('.part')) await rm(join(dir, f), { recursive: true, force: true });
   }
 }
 

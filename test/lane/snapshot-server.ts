@@ -50,7 +50,23 @@ export function snapshotConfig(o: SnapshotConfigOptions = {}): string {
 }
 
 export async function makeSnapshotServer(g: Guest, o: { homeMiB: number; config?: SnapshotConfigOptions }): Promise<void> {
-  const { root, home, state, modules, config } = SERVER;
+  await makeServerDisks(g, { homeMiB: o.homeMiB, backupDisk: 'new' });
+  await g.writeFile(SERVER.config, snapshotConfig(o.config), 0o600);
+  await g.ok(['syn3-backup', 'key', 'init', '--config', SERVER.config], { timeoutMs: 5 * 60_000 });
+}
+
+/**
+ * / and /boot small ext4 file systems and /home an XFS, all on the volume
+ * group vg0 (disk "vg"), mounted at SERVER.root (or where mounts says); the backup disk (disk
+ * "backup") at /backup: a new one is formatted, a carried one only mounted.
+ */
+export async function makeServerDisks(
+  g: Guest,
+  o: { homeMiB: number; backupDisk: 'new' | 'carried'; mounts?: { root: string; boot: string; home: string } },
+): Promise<void> {
+  const { root, boot, home } = o.mounts ?? { root: SERVER.root, boot: `${SERVER.root}/boot`, home: SERVER.home };
+  const { state, modules } = SERVER;
+  const backup = g.disk('backup');
   await g.ok(
     [
       'bash',
@@ -62,15 +78,13 @@ export async function makeSnapshotServer(g: Guest, o: { homeMiB: number; config?
         `lvcreate -q -y -L 64M -n root vg0 && lvcreate -q -y -L 32M -n boot vg0 && lvcreate -q -y -L ${o.homeMiB}M -n home vg0`,
         // mkfs.xfs wants 300 MB at least: / and /boot are small ext4 here, as the layout allows.
         'mkfs.ext4 -q -L root /dev/vg0/root && mkfs.ext4 -q -L boot /dev/vg0/boot && mkfs.xfs -q -L home /dev/vg0/home',
-        `mkdir -p ${root} && mount /dev/vg0/root ${root} && mkdir -p ${root}/boot ${home} ${root}/etc ${root}/usr/bin`,
-        `mount /dev/vg0/boot ${root}/boot && mount /dev/vg0/home ${home}`,
-        `echo server > ${root}/etc/hostname && cp /bin/true ${root}/usr/bin/ && echo kernel > ${root}/boot/vmlinuz`,
-        `mkfs.xfs -q -L backup ${g.disk('backup')} && mkdir -p /backup && mount ${g.disk('backup')} /backup`,
+        `mkdir -p ${root} && mount /dev/vg0/root ${root} && mkdir -p ${boot} ${home} ${root}/etc ${root}/usr/bin`,
+        `mount /dev/vg0/boot ${boot} && mount /dev/vg0/home ${home}`,
+        `echo server > ${root}/etc/hostname && cp /bin/true ${root}/usr/bin/ && echo kernel > ${boot}/vmlinuz`,
+        `${o.backupDisk === 'new' ? `mkfs.xfs -q -L backup ${backup} && ` : ''}mkdir -p /backup && mount ${backup} /backup`,
         `install -d -m 0700 /etc/syn3-backup ${state} ${modules}`,
       ].join(' && '),
     ],
     { timeoutMs: 5 * 60_000 },
   );
-  await g.writeFile(config, snapshotConfig(o.config), 0o600);
-  await g.ok(['syn3-backup', 'key', 'init', '--config', config], { timeoutMs: 5 * 60_000 });
 }

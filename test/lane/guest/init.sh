@@ -39,9 +39,13 @@ echo "${host:-lane}" >/proc/sys/kernel/hostname
 
 # virtio_console carries the agent's port; the rest are what the specs use
 # (a mount or lvcreate would load most on demand, but not before they are named).
-for m in virtio_console xfs dm_mod dm_snapshot dm_bufio loop; do
+for m in virtio_console virtio_net xfs dm_mod dm_snapshot dm_bufio loop drbd; do
   modprobe "$m" || say "modprobe $m failed"
 done
+address=$(arg address)
+if [ -n "$address" ]; then
+  /lane/busybox ip addr add "$address" dev eth0 && /lane/busybox ip link set eth0 up || say "cannot configure eth0 as $address"
+fi
 
 # Without udev there is no /dev/disk/by-id: made here from the serials in sysfs.
 for s in /sys/block/vd*/serial; do
