@@ -1,8 +1,10 @@
 /**
  * Records what is needed to rebuild /, /boot and /home on new disks: device,
- * file system type, UUID, label, size and, for XFS, the geometry.
+ * file system type, UUID, label, size and, for XFS, the geometry; and the
+ * node's role in each DRBD resource, which decides whether it comes back primary.
  */
-import type { FsIdentity, SystemLayout } from '../machines/types.js';
+import type { DrbdRoleAtBackup, FsIdentity, SystemLayout } from '../machines/types.js';
+import { Drbd } from '../src/system/drbd.js';
 import { UserError } from '../src/errors.js';
 import { mountAt } from '../src/system/mounts.js';
 import { run } from '../src/system/run.js';
@@ -40,8 +42,16 @@ export async function readLayout(paths: { root: string; boot: string; home: stri
     if (mount.fsType === 'xfs') identity.xfs = parseXfsInfo((await run('xfs_spaceman', ['-c', 'info', roles[role]])).stdout);
     return identity;
   };
-  const [root, boot, home] = await Promise.all([identify('root'), identify('boot'), identify('home')]);
-  return { root, boot, home };
+  const [root, boot, home, drbd] = await Promise.all([identify('root'), identify('boot'), identify('home'), drbdRoles(paths.root)]);
+  return { root, boot, home, ...(drbd.length ? { drbd } : {}) };
+}
+
+/** Whether this node is primary in each DRBD resource; a resource that is not up counts as secondary. */
+async function drbdRoles(root: string): Promise<DrbdRoleAtBackup[]> {
+  const drbd = await Drbd.of(root);
+  if (!drbd) return [];
+  const resources = await drbd.resources();
+  return Promise.all(resources.map(async (resource) => ({ resource, role: (await drbd.role(resource)) ?? 'Secondary' })));
 }
 
 /** blkid -p -o export a b c: blocks of KEY=value lines, one per device, each starting with DEVNAME. */

@@ -70,9 +70,9 @@ export async function writeMarkers(config: Config, plan: RestorePlan, log: (m: s
   writeJsonDurable(m.plan, plan);
   if (await exists(config.paths.systemCopy)) {
     await touch(m.system);
-    await touch(m.drbd);
+    written.push(m.system, ...(await writeDrbdMarker(m.drbd, plan, log)));
     writeDurable(m.pendingInitrd, `${plan.backupId}\n`);
-    written.push(m.system, m.drbd, m.pendingInitrd);
+    written.push(m.pendingInitrd);
   } else {
     log(`${config.paths.systemCopy} does not exist: / and /boot stay as they are`);
   }
@@ -83,6 +83,25 @@ export async function writeMarkers(config: Config, plan: RestorePlan, log: (m: s
   }
   written.push(...(await prepareInitrd(config, plan, log)));
   return { markers: written };
+}
+
+/**
+ * drbd.primary, naming one per line the DRBD resources in which this node was
+ * primary at backup time; none, and there is no marker: the node comes back
+ * secondary. (The seed writes it always; a secondary made primary would take
+ * its pair's role.)
+ */
+async function writeDrbdMarker(marker: string, plan: RestorePlan, log: (m: string) => void): Promise<string[]> {
+  const roles = plan.recorded.drbd ?? [];
+  const primary = roles.filter((r) => r.role === 'Primary').map((r) => r.resource);
+  for (const r of roles.filter((x) => x.role !== 'Primary'))
+    log(`DRBD ${r.resource}: this node was secondary at backup time; it comes back secondary and resyncs from its peer`);
+  if (!primary.length) {
+    await rm(marker, { force: true });
+    return [];
+  }
+  writeDurable(marker, `${primary.join('\n')}\n`, 0o644, 0o755);
+  return [marker];
 }
 
 export interface InitrdSettings {

@@ -18,6 +18,16 @@ export interface SystemLayout {
   root: FsIdentity;
   boot: FsIdentity;
   home: FsIdentity;
+  /**
+   * This node's role in each DRBD resource at backup time: the restore makes it
+   * primary again only where it was (the data comes back from the peer, never from the dump).
+   */
+  drbd?: DrbdRoleAtBackup[];
+}
+
+export interface DrbdRoleAtBackup {
+  resource: string;
+  role: 'Primary' | 'Secondary';
 }
 
 export interface DumpResult {

@@ -12,6 +12,8 @@ import type { Config } from '../config/schema.js';
 import { modulesDirectoryWarning } from '../config/modules-dir.js';
 import { restoreSnapshotOf, type RestoreContext, type RestoreRestingState } from '../../machines/restore.js';
 import { restoreStore } from '../state/stores.js';
+import { readDrbdWaiting, waitingAdvice } from '../state/drbd-waiting.js';
+import { Drbd } from '../system/drbd.js';
 
 interface SavedSnapshot {
   value: unknown;
@@ -25,6 +27,7 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
   const state = saved ? stateName(saved.value) : 'idle';
   const nextDue = dueAt(config.schedule, { lastSuccessAt: context.lastSuccess?.finishedAt, retryAt: context.retryAt });
   const restore = restoreSummary(config);
+  const drbd = await drbdStillWaiting(config);
   const modulesWarning = modulesDirectoryWarning(config);
   const report = {
     host: config.host,
@@ -48,14 +51,32 @@ export async function statusCommand(options: GlobalOptions & { json?: boolean })
     stateFile: new SnapshotStore(config.paths.state, 'backup').file,
     restore,
     modulesWarning: modulesWarning ?? null,
+    drbdWaiting: drbd,
   };
   if (options.json) printJson(report);
   else {
     const modules = modulesWarning ? `warning:       ${modulesWarning}\n` : '';
-    process.stdout.write(humanStatus(report, context) + modules + (restore ? `restore:       ${restore.summary}\n` : ''));
+    const waits = drbd.map((w) => `drbd:          ${w.resource} ${w.advice}\n`).join('');
+    process.stdout.write(humanStatus(report, context) + modules + (restore ? `restore:       ${restore.summary}\n` : '') + waits);
   }
   const backupFailed = saved ? backupSnapshotOf(saved).hasTag(TAGS.failed) : false;
   return backupFailed || restore?.failed ? EXIT.failed : EXIT.ok;
+}
+
+/**
+ * What the first boot after a restore left waiting, as far as DRBD says it still waits: a
+ * resource that was primary waits until it is primary again, a secondary until it has its peer.
+ */
+async function drbdStillWaiting(config: Config) {
+  const left = readDrbdWaiting(config.paths.state);
+  const drbd = left.length ? await Drbd.of(config.paths.root) : undefined;
+  if (!drbd) return [];
+  const still = [];
+  for (const w of left) {
+    const done = w.primary ? (await drbd.role(w.resource)) === 'Primary' : await drbd.withPeer(w.resource);
+    if (!done) still.push({ ...w, advice: waitingAdvice(w, await drbd.connection(w.resource)) });
+  }
+  return still;
 }
 
 function entryJson(e: HistoryEntry | undefined) {

@@ -65,6 +65,11 @@ const restoreSchema = z.strictObject({
   update_initramfs: z.boolean().default(true),
   /** How long services get to stop before what still uses /home is killed. */
   stop_timeout: duration.default(30_000),
+  /**
+   * At the first boot, how long each DRBD resource waits for its peer and, where this node was
+   * primary, for the resync from it; then it is left waiting, secondary, and status says so.
+   */
+  drbd_wait: duration.default(600_000),
 });
 
 export const configSchema = z.strictObject({

@@ -36,7 +36,7 @@ export function restoreSteps(d: RestoreDeps): RestoreSteps {
     reinstallGrub: async ({ plan }: PhaseInput) => (await import('../../actors/grub.js')).reinstallGrub(config, plan, say),
     runModuleRestores: async ({ backupId }: PhaseInput) =>
       (await import('../../actors/module-restores.js')).runModuleRestores(config, backupId, say),
-    settleDrbd: async () => (await import('../../actors/drbd.js')).settleDrbd(config, say),
+    settleDrbd: async () => (await import('../../actors/drbd.js')).settleDrbd(config, say, (m) => log.warn(m)),
     finishRestore: async () => (await import('../../actors/finish-restore.js')).finishRestore(config, say),
   };
 }

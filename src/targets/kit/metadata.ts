@@ -6,7 +6,8 @@
  * is a rejection the caller must not list or restore from.
  */
 import { z } from 'zod';
-import type { FsIdentity, SystemLayout, UnkeptTimes } from '../../../machines/types.js';
+import type { DrbdRoleAtBackup, FsIdentity, SystemLayout, UnkeptTimes } from '../../../machines/types.js';
+import { RESOURCE_NAME } from '../../system/drbd.js';
 import { UNKEPT_TIMES_SHOWN } from '../../system/unkept-times.js';
 import { PUBLIC_KEY_PATTERN } from '../../config/trust-config.js';
 import { METADATA_FORMAT, type BackupMetadata, type MetadataSignature } from '../target.js';
@@ -41,10 +42,16 @@ const fsIdentitySchema = z.strictObject({
   xfs: z.record(z.string().regex(/^[a-z0-9_.]{1,64}$/, 'must be an xfs_info field name'), nonNegativeInteger).optional(),
 }) satisfies z.ZodType<FsIdentity>;
 
+const drbdRoleSchema = z.strictObject({
+  resource: z.string().regex(RESOURCE_NAME, 'must be a DRBD resource name (letters, digits, _ . -)'),
+  role: z.enum(['Primary', 'Secondary']),
+}) satisfies z.ZodType<DrbdRoleAtBackup>;
+
 const layoutSchema = z.strictObject({
   root: fsIdentitySchema,
   boot: fsIdentitySchema,
   home: fsIdentitySchema,
+  drbd: z.array(drbdRoleSchema).max(256).optional(),
 }) satisfies z.ZodType<SystemLayout>;
 
 /** A path below /home, control characters escaped (as find-unkept-times.ts leaves it): six characters at most for each of PATH_MAX's bytes. */
