@@ -1,8 +1,9 @@
 /**
  * The seed's restore steps 2 and 3: unmount and format /home with the label
  * and UUID it had at backup time (so /etc/fstab keeps matching), then
- * xfsrestore it from the target. A refill that finds anything on /home (an
- * interrupted earlier attempt) formats again first, so it always starts empty.
+ * xfsrestore it from the target and set its quota limits again. A refill that
+ * finds anything on /home (an interrupted earlier attempt) formats again
+ * first, so it always starts empty.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { UserError } from '../src/errors.js';
@@ -16,6 +17,8 @@ import { mount, mountPointsOf, unmount } from '../src/system/mount.js';
 import { mountAt } from '../src/system/mounts.js';
 import { settleUdev } from '../src/system/udev.js';
 import { proveReadable } from './restore-preflight.js';
+import { quotaMountOptions } from '../src/system/xfs-quota.js';
+import { applyQuotaLimits } from './quota-limits.js';
 import { restoreHome, restoreHomeFromFile } from './xfsrestore.js';
 
 export async function formatHome(config: Config, target: Target, plan: RestorePlan, log: (m: string) => void): Promise<{ device: string }> {
@@ -45,7 +48,7 @@ export async function formatHome(config: Config, target: Target, plan: RestorePl
     uuid: recorded.uuid,
     expectUuids: [dev.uuidBefore, recorded.uuid],
   });
-  await mountFresh(dev.device, config.paths.home, log);
+  await mountFresh(dev.device, config.paths.home, log, plan);
   return { device: dev.device };
 }
 
@@ -59,11 +62,16 @@ async function holdsTheInstallersHome(device: string, before: string | undefined
  * Mounts the new file system at /home and makes sure it stays there. The fresh installation's
  * fstab names the UUID that mkfs just replaced: when udev drops that UUID, systemd unmounts
  * /home, and a restore that did not notice would fill the root file system's /home folder.
+ * It is mounted with the quotas the backup's /home kept, so that xfsrestore's files are counted
+ * and their limits can be set (XFS turns quotas on only when it mounts).
  */
-async function mountFresh(device: string, home: string, log: (m: string) => void): Promise<void> {
+async function mountFresh(device: string, home: string, log: (m: string) => void, plan: RestorePlan): Promise<void> {
+  const options = quotaMountOptions(plan.recorded.home.quota);
   for (let attempt = 1; ; attempt++) {
     await settleUdev();
-    await mount(device, home, 'xfs');
+    await mount(device, home, 'xfs', options || undefined).catch((e: unknown) => {
+      throw options ? noQuotaSupport(device, home, options, e) : e;
+    });
     await settleUdev();
     await sleep(STAYS_MOUNTED_MS);
     if (mountAt(home)?.source === device) return;
@@ -85,7 +93,14 @@ export async function ensureHomeMounted(config: Config, plan: RestorePlan, log: 
   if (!device || now?.source === device) return;
   if (now) throw unmountedBehindUs(device, config.paths.home, 'before the markers are written');
   log(`${config.paths.home} is not mounted (a restart since its restore?): mounting the restored ${device} there`);
-  await mountFresh(device, config.paths.home, log);
+  await mountFresh(device, config.paths.home, log, plan);
+}
+
+function noQuotaSupport(device: string, home: string, options: string, cause: unknown): UserError {
+  return new UserError('restore', `the new ${home} (${device}) cannot be mounted with ${options}, the quotas it kept at backup time`, {
+    hint: `This kernel may lack XFS quota support (CONFIG_XFS_QUOTA); "dmesg | tail" says why the mount failed. Boot a kernel that has it (Debian's has) and run "syn3-backup resume"`,
+    cause,
+  });
 }
 
 /** The restored file system must be what is mounted at /home, or the restore wrote into the wrong place. */
@@ -121,6 +136,7 @@ export async function refillHome(
   requireHomeMounted(config, plan, 'before xfsrestore');
   const restored = await restoreFrom(config, target, plan, where);
   requireHomeMounted(config, plan, 'after xfsrestore');
+  await applyQuotaLimits(config, plan, log);
   return restored;
 }
 

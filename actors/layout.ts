@@ -1,13 +1,15 @@
 /**
  * Records what is needed to rebuild /, /boot and /home on new disks: device,
- * file system type, UUID, label, size and, for XFS, the geometry; and the
- * node's role in each DRBD resource, which decides whether it comes back primary.
+ * file system type, UUID, label, size and, for XFS, the geometry (for /home
+ * also the quotas it keeps); and the node's role in each DRBD resource, which
+ * decides whether it comes back primary.
  */
 import type { DrbdRoleAtBackup, FsIdentity, SystemLayout } from '../machines/types.js';
 import { Drbd } from '../src/system/drbd.js';
 import { UserError } from '../src/errors.js';
 import { mountAt } from '../src/system/mounts.js';
 import { run } from '../src/system/run.js';
+import { quotaAccounting, quotaKinds } from '../src/system/xfs-quota.js';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 
@@ -40,6 +42,9 @@ export async function readLayout(paths: { root: string; boot: string; home: stri
     if (size) identity.sizeBytes = size;
     identity.mode = (await stat(roles[role])).mode & 0o7777;
     if (mount.fsType === 'xfs') identity.xfs = parseXfsInfo((await run('xfs_spaceman', ['-c', 'info', roles[role]])).stdout);
+    // What the new /home is mounted with before it is refilled, so that its limits can be set again.
+    const quota = quotaAccounting(mount.superOptions);
+    if (role === 'home' && mount.fsType === 'xfs' && quotaKinds(quota).length) identity.quota = quota;
     return identity;
   };
   const [root, boot, home, drbd] = await Promise.all([identify('root'), identify('boot'), identify('home'), drbdRoles(paths.root)]);

@@ -5,7 +5,8 @@
  * then all are released, last first. The freeze window is measured from the
  * first freezer's "frozen" to the last one's exit. A snapshot left by an earlier
  * run (killed mid-way) is found by its name prefix and tag and removed first,
- * so the step can simply run again.
+ * so the step can simply run again. Just before the freeze the live /home's
+ * quota limits are written into the spool, for the snapshot to carry.
  */
 import type { SnapshotTaken } from '../machines/types.js';
 import { snapshotBytes, type SnapshotSize } from '../src/config/snapshot-config.js';
@@ -26,6 +27,7 @@ import { unmount, mountPointsOf } from '../src/system/mount.js';
 import { mountAt } from '../src/system/mounts.js';
 import { run } from '../src/system/run.js';
 import { listModules } from './modules.js';
+import { dropLimitsFromSpool, keepLimitsInSpool } from './quota-limits.js';
 
 export interface SnapshotPlace {
   /** The mount point of /home (paths.home). */
@@ -36,6 +38,8 @@ export interface SnapshotPlace {
 
 export interface SnapshotRequest extends SnapshotPlace {
   runId: string;
+  /** paths.spool: the live /home's quota limits ride in the snapshot there (a read-only snapshot has no quotas for xfsdump to write). */
+  spool: string;
   modulesDir: string;
   freezeTimeoutMs: number;
 }
@@ -110,6 +114,21 @@ export async function takeSnapshot(r: SnapshotRequest): Promise<SnapshotTaken> {
   const { origin, bytes } = await prepareSnapshot(r);
   const freezers = await listModules(r.modulesDir, '.freeze');
   const name = snapshotName(r.runId);
+  await keepLimitsInSpool(r.home, r.spool, r.log);
+  try {
+    return await snapshotFrozen(r, origin, bytes, freezers, name);
+  } finally {
+    dropLimitsFromSpool(r.spool);
+  }
+}
+
+async function snapshotFrozen(
+  r: SnapshotRequest,
+  origin: LogicalVolume,
+  bytes: number,
+  freezers: Awaited<ReturnType<typeof listModules>>,
+  name: string,
+): Promise<SnapshotTaken> {
   const frozen = await freezeAll(freezers, {
     env: { SYN3_BACKUP_ID: r.runId, SYN3_HOME: r.home },
     cwd: '/',

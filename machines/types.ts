@@ -12,7 +12,12 @@ export interface FsIdentity {
   mode?: number;
   /** xfs_info's geometry, for XFS: what mkfs.xfs needs to rebuild it alike. */
   xfs?: Record<string, number>;
+  /** For /home: the quotas XFS kept at backup time, each enforced or only accounted. */
+  quota?: QuotaAccounting;
 }
+
+export type QuotaKind = 'user' | 'group' | 'project';
+export type QuotaAccounting = Partial<Record<QuotaKind, 'enforced' | 'accounted'>>;
 
 export interface SystemLayout {
   root: FsIdentity;

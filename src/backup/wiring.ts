@@ -67,6 +67,8 @@ export function backupSteps(d: BackupDeps): BackupSteps {
         'blkid',
         'xfs_info',
         'find',
+        // xfsdump runs it for the quota limits of a /home that keeps quotas; snapshot mode runs it itself.
+        'xfs_quota',
         // The tape's native writer: tee (through FIFOs made by mkfifo) into dd, openssl and wc.
         ...(target.writeFrom ? ['tee', 'mkfifo', 'dd', 'openssl', 'wc'] : []),
         ...(snapshotMode ? ['lvs', 'vgs', 'lvcreate', 'lvremove', 'dmsetup', 'mount', 'umount', 'sync'] : []),
@@ -133,6 +135,7 @@ export function backupSteps(d: BackupDeps): BackupSteps {
     takeSnapshot: async ({ runId }) =>
       (await import('../../actors/snapshot.js')).takeSnapshot({
         home: paths.home,
+        spool: paths.spool,
         runId,
         size: config.snapshot.size,
         modulesDir: paths.modules,

@@ -17,6 +17,7 @@ import { createTarget } from '../targets/index.js';
 import type { StoredBackup, Target } from '../targets/target.js';
 import { freshHome } from '../system/fresh-home.js';
 import { unkeptTimesSentence } from '../system/unkept-times.js';
+import { quotaMountOptions } from '../system/xfs-quota.js';
 import { commandContext, printJson, type CommandContext, type GlobalOptions } from './context.js';
 
 export async function restoreCommand(
@@ -102,6 +103,7 @@ async function chooseBackup(ctx: CommandContext, from: string | undefined): Prom
 function plan(ctx: CommandContext, b: StoredBackup, fresh: { holds: string } | undefined): string {
   const { paths } = ctx.config;
   const dev = (p: string) => mountAt(p)?.source ?? '(not mounted)';
+  const quotas = quotaMountOptions(b.metadata.layout.home.quota);
   return [
     b.metadata.host === ctx.config.host
       ? `This restores ${ctx.config.host} from backup ${b.id}`
@@ -109,7 +111,7 @@ function plan(ctx: CommandContext, b: StoredBackup, fresh: { holds: string } | u
     `  made ${b.created} on ${b.metadata.host}, ${formatBytes(b.size)}, from ${b.location}`,
     ...(b.metadata.unkeptTimes ? [`  ${unkeptTimesSentence(b.metadata.unkeptTimes, paths.home)}`] : []),
     `It DESTROYS:`,
-    `  now:              ${paths.home} on ${dev(paths.home)} (formatted, then filled from the backup)`,
+    `  now:              ${paths.home} on ${dev(paths.home)} (formatted, then filled from the backup${quotas ? `; mounted with ${quotas} and its quota limits set again` : ''})`,
     `  at the next boot: ${paths.root} on ${dev(paths.root)} and ${paths.boot} on ${dev(paths.boot)} (formatted, then filled from the system copy)`,
     `Services using ${paths.home} are stopped first.`,
     fresh

@@ -37,7 +37,8 @@ export function restoreSteps(d: RestoreDeps): RestoreSteps {
     runModuleRestores: async ({ backupId }: PhaseInput) =>
       (await import('../../actors/module-restores.js')).runModuleRestores(config, backupId, say),
     settleDrbd: async () => (await import('../../actors/drbd.js')).settleDrbd(config, say, (m) => log.warn(m)),
-    finishRestore: async () => (await import('../../actors/finish-restore.js')).finishRestore(config, say),
+    finishRestore: async ({ plan }: PhaseInput) =>
+      (await import('../../actors/finish-restore.js')).finishRestore(config, plan, say, (m) => log.warn(m)),
   };
 }
 

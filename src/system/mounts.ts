@@ -6,6 +6,8 @@ export interface MountEntry {
   mountPoint: string;
   fsType: string;
   source: string;
+  /** The file system's own options, as the kernel shows them (for XFS, e.g. usrquota, prjquota). */
+  superOptions: string[];
 }
 
 export function readMounts(): MountEntry[] {
@@ -15,8 +17,13 @@ export function readMounts(): MountEntry[] {
     .map((line) => {
       const [left, right] = line.split(' - ') as [string, string];
       const fields = left.split(' ');
-      const [fsType, source] = right.split(' ');
-      return { mountPoint: unescapeOctal(fields[4] ?? ''), fsType: fsType ?? '', source: unescapeOctal(source ?? '') };
+      const [fsType, source, superOptions] = right.split(' ');
+      return {
+        mountPoint: unescapeOctal(fields[4] ?? ''),
+        fsType: fsType ?? '',
+        source: unescapeOctal(source ?? ''),
+        superOptions: (superOptions ?? '').split(',').filter(Boolean),
+      };
     });
 }
 

@@ -18,6 +18,7 @@ const PACKAGE_OF: Record<string, string> = {
   xfs_info: 'xfsprogs',
   'mkfs.xfs': 'xfsprogs',
   xfs_admin: 'xfsprogs',
+  xfs_quota: 'xfsprogs',
   rsync: 'rsync',
   blkid: 'util-linux',
   findmnt: 'util-linux',

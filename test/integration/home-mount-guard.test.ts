@@ -14,6 +14,7 @@ import { ensureHomeMounted, formatHome, requireHomeMounted } from '../../actors/
 import type { RestorePlan } from '../../machines/restore-types.js';
 import type { Config } from '../../src/config/schema.js';
 import type { Target } from '../../src/targets/target.js';
+import { homeOnlyPlan } from '../support/home-plan.js';
 import { mount } from '../../src/system/mount.js';
 import { mountAt } from '../../src/system/mounts.js';
 import { createXfsVolume, destroyAll, type XfsVolume } from '../support/sandbox.js';
@@ -36,17 +37,7 @@ async function freshHome(): Promise<{ volume: XfsVolume; config: Config; plan: R
   const home = volume.mountPoint;
   // Only paths.home is read by these steps.
   const config = { paths: { home } } as unknown as Config;
-  const ref = { mountPoint: home, device: volume.device, fsType: 'xfs' };
-  const plan = {
-    backupId: 'b1',
-    host: 'h',
-    created: '',
-    size: 0,
-    sha256: '',
-    recorded: { root: ref, boot: ref, home: { ...ref, uuid: RECORDED_UUID, label: 'home' } },
-    devices: { root: { role: 'root', ...ref }, boot: { role: 'boot', ...ref }, home: { role: 'home', ...ref, uuidBefore } },
-    grubDisks: [],
-  } as RestorePlan;
+  const plan = homeOnlyPlan(home, volume.device, uuidBefore, { uuid: RECORDED_UUID, label: 'home' });
   return { volume, config, plan };
 }
 

@@ -23,6 +23,8 @@ export interface ServerOptions {
   homeMiB?: number;
   /** restore.drbd_wait; default 2m. */
   drbdWait?: string;
+  /** Mount options of the burning machine's /home (its quotas); the fresh installation mounts it plain. */
+  homeOptions?: string;
 }
 
 function serverConfig(o: ServerOptions & { state: string; trust: string[] }): string {
@@ -54,7 +56,12 @@ function serverConfig(o: ServerOptions & { state: string; trust: string[] }): st
 
 /** The machine that will burn: a new backup disk, a signing key; its public key is what a restore must trust. */
 export async function makeServer(g: Guest, o: ServerOptions): Promise<{ publicKey: string }> {
-  await makeServerDisks(g, { homeMiB: o.homeMiB ?? 320, backupDisk: 'new', mounts: MOUNTS });
+  await makeServerDisks(g, {
+    homeMiB: o.homeMiB ?? 320,
+    backupDisk: 'new',
+    mounts: MOUNTS,
+    ...(o.homeOptions ? { homeOptions: o.homeOptions } : {}),
+  });
   await g.ok(['install', '-d', '-m', '0755', STATE]);
   await g.writeFile(SERVER.config, serverConfig({ ...o, state: STATE, trust: [] }), 0o600);
   const key = await g.ok(['syn3-backup', '--config', SERVER.config, 'key', 'init', '--json'], { timeoutMs: 5 * MINUTES });
@@ -78,18 +85,20 @@ export interface Restored {
 
 /**
  * The administrator's restore and the two boots after it, each required to exit 0, their
- * console in text (info lines too); beforeReboot looks at what the restore left for the boots.
+ * console in text (info lines too); beforeReboot looks at what the restore left for the boots,
+ * beforeFirstBoot does what the boot itself would (mount /home as the restored fstab says).
  */
 export async function restoreFresh(
   g: Guest,
   host: string,
-  o: { from?: string; beforeReboot?: () => Promise<void> } = {},
+  o: { from?: string; beforeReboot?: () => Promise<void>; beforeFirstBoot?: () => Promise<void> } = {},
 ): Promise<Restored> {
   const cli = (config: string, args: string[]) =>
     g.ok(['syn3-backup', '--config', config, '--log-format', 'text', ...args], { timeoutMs: 10 * MINUTES, env: { TMPDIR: '/tmp' } });
   const restore = await cli(SERVER.config, ['restore', '--confirm', host, ...(o.from ? ['--from', o.from] : [])]);
   await o.beforeReboot?.();
   const initrd = await cli(INITRD_CONFIG, ['resume', '--initrd']);
+  await o.beforeFirstBoot?.();
   const firstBoot = await cli(SERVER.config, ['resume']);
   return { restore, initrd, firstBoot };
 }

@@ -62,7 +62,13 @@ export async function makeSnapshotServer(g: Guest, o: { homeMiB: number; config?
  */
 export async function makeServerDisks(
   g: Guest,
-  o: { homeMiB: number; backupDisk: 'new' | 'carried'; mounts?: { root: string; boot: string; home: string } },
+  o: {
+    homeMiB: number;
+    backupDisk: 'new' | 'carried';
+    mounts?: { root: string; boot: string; home: string };
+    /** Mount options of /home (e.g. its quotas). */
+    homeOptions?: string;
+  },
 ): Promise<void> {
   const { root, boot, home } = o.mounts ?? { root: SERVER.root, boot: `${SERVER.root}/boot`, home: SERVER.home };
   const { state, modules } = SERVER;
@@ -79,7 +85,7 @@ export async function makeServerDisks(
         // mkfs.xfs wants 300 MB at least: / and /boot are small ext4 here, as the layout allows.
         'mkfs.ext4 -q -L root /dev/vg0/root && mkfs.ext4 -q -L boot /dev/vg0/boot && mkfs.xfs -q -L home /dev/vg0/home',
         `mkdir -p ${root} && mount /dev/vg0/root ${root} && mkdir -p ${boot} ${home} ${root}/etc ${root}/usr/bin`,
-        `mount /dev/vg0/boot ${boot} && mount /dev/vg0/home ${home}`,
+        `mount /dev/vg0/boot ${boot} && mount ${o.homeOptions ? `-o ${o.homeOptions} ` : ''}/dev/vg0/home ${home}`,
         `echo server > ${root}/etc/hostname && cp /bin/true ${root}/usr/bin/ && echo kernel > ${boot}/vmlinuz`,
         `${o.backupDisk === 'new' ? `mkfs.xfs -q -L backup ${backup} && ` : ''}mkdir -p /backup && mount ${backup} /backup`,
         `install -d -m 0700 /etc/syn3-backup ${state} ${modules}`,

@@ -171,6 +171,8 @@ describe('strict metadata fields', () => {
     ['a path of unkept times with a newline', { ...metadata(), unkeptTimes: { count: 1, first: ['a\nb'] } }, /unkeptTimes\.first/],
     ['more paths of unkept times than it counts', { ...metadata(), unkeptTimes: { count: 1, first: ['a', 'b'] } }, /unkeptTimes\.first/],
     ['a count of unkept times of zero', { ...metadata(), unkeptTimes: { count: 0, first: ['a'] } }, /unkeptTimes\.count/],
+    ['a quota that is a mount option', withRoot({ quota: { user: 'usrquota,exec' } }), /layout\.root\.quota\.user/],
+    ['a quota kind xfs does not have', withRoot({ quota: { realtime: 'enforced' } }), /layout\.root\.quota/],
   ];
   for (const [what, value, where] of rejected) {
     it(`refuses ${what}`, () => {
@@ -181,5 +183,8 @@ describe('strict metadata fields', () => {
   }
   it('accepts what a backup records (xfs and ext4, UUIDs, a label with a blank inside)', () => {
     expect(validateMetadata(metadata()).ok).toBe(true);
+  });
+  it("accepts /home's quotas, enforced or only accounted", () => {
+    expect(validateMetadata(withRoot({ quota: { user: 'enforced', group: 'accounted', project: 'enforced' } })).ok).toBe(true);
   });
 });

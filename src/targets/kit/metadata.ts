@@ -6,7 +6,7 @@
  * is a rejection the caller must not list or restore from.
  */
 import { z } from 'zod';
-import type { DrbdRoleAtBackup, FsIdentity, SystemLayout, UnkeptTimes } from '../../../machines/types.js';
+import type { DrbdRoleAtBackup, FsIdentity, QuotaAccounting, SystemLayout, UnkeptTimes } from '../../../machines/types.js';
 import { RESOURCE_NAME } from '../../system/drbd.js';
 import { UNKEPT_TIMES_SHOWN } from '../../system/unkept-times.js';
 import { PUBLIC_KEY_PATTERN } from '../../config/trust-config.js';
@@ -28,6 +28,9 @@ const LABEL_SYNTAX = /^[^\s\x00-\x1f\x7f-][^\x00-\x1f\x7f]{0,15}$/;
 /** What the restore can rebuild (src/system/mkfs.ts) and the initrd can mount: nothing else can come back. */
 export const KNOWN_FS_TYPES = ['xfs', 'ext2', 'ext3', 'ext4'] as const;
 
+const quotaState = z.enum(['enforced', 'accounted']).optional();
+const quotaSchema = z.strictObject({ user: quotaState, group: quotaState, project: quotaState }) satisfies z.ZodType<QuotaAccounting>;
+
 const fsIdentitySchema = z.strictObject({
   mountPoint: z.string().startsWith('/', 'must be an absolute path').max(4096).regex(NO_CONTROL, 'must hold no control characters'),
   device: z.string().max(4096).regex(NO_CONTROL, 'must hold no control characters'),
@@ -40,6 +43,7 @@ const fsIdentitySchema = z.strictObject({
   sizeBytes: nonNegativeInteger.optional(),
   mode: z.number().int().min(0).max(0o7777).optional(),
   xfs: z.record(z.string().regex(/^[a-z0-9_.]{1,64}$/, 'must be an xfs_info field name'), nonNegativeInteger).optional(),
+  quota: quotaSchema.optional(),
 }) satisfies z.ZodType<FsIdentity>;
 
 const drbdRoleSchema = z.strictObject({
