@@ -70,6 +70,7 @@ export async function planRestore(
     sha256: backup.metadata.sha256,
     compression,
     recorded,
+    ...(backup.metadata.unkeptTimes ? { unkeptTimes: backup.metadata.unkeptTimes } : {}),
     devices,
     grubDisks,
   };

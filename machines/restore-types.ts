@@ -1,5 +1,5 @@
 /** What the restore decided in its preflight: which backup, and which devices on this machine it will rebuild. */
-import type { SystemLayout } from './types.js';
+import type { SystemLayout, UnkeptTimes } from './types.js';
 
 export interface DeviceRef {
   role: 'root' | 'boot' | 'home';
@@ -31,6 +31,8 @@ export interface RestorePlan {
   verifyWhileRestoring?: { holds: string };
   /** File systems as they were at backup time: what to rebuild them as. */
   recorded: SystemLayout;
+  /** The files whose times the dump could not keep, as the backup recorded them: the restore's summary repeats them. */
+  unkeptTimes?: UnkeptTimes;
   /** The devices on this machine that will be formatted. */
   devices: { root: DeviceRef; boot: DeviceRef; home: DeviceRef };
   /** Disks whose boot code GRUB reinstalls at first boot. */

@@ -46,7 +46,7 @@ export async function restoreCommand(
     restoreId: ctx.runId,
     backupId: backup.id,
   }));
-  return report(outcome, options.json);
+  return report(outcome, options.json, config.paths.home);
 }
 
 export async function resumeCommand(options: GlobalOptions & { initrd?: boolean; json?: boolean }): Promise<number> {
@@ -56,7 +56,7 @@ export async function resumeCommand(options: GlobalOptions & { initrd?: boolean;
     const resume: RestoreEvent = { type: 'RESUME', now: Date.now(), inInitrd: !!options.initrd };
     return s.can(resume) ? resume : undefined;
   });
-  return report(outcome, options.json);
+  return report(outcome, options.json, ctx.config.paths.home);
 }
 
 export async function abortCommand(options: GlobalOptions & { json?: boolean }): Promise<number> {
@@ -76,7 +76,7 @@ export async function abortCommand(options: GlobalOptions & { json?: boolean }):
       },
     );
   }
-  return report(outcome, options.json);
+  return report(outcome, options.json, ctx.config.paths.home);
 }
 
 async function chooseBackup(ctx: CommandContext, from: string | undefined): Promise<{ backup: StoredBackup; target: Target }> {
@@ -150,7 +150,7 @@ const NEXT: Partial<Record<RestoreRestingState, string>> = {
   idle: 'No restore is in progress.',
 };
 
-function report(outcome: RestoreRunResult, json: boolean | undefined): number {
+function report(outcome: RestoreRunResult, json: boolean | undefined, home: string): number {
   if (outcome.result === 'busy') {
     throw new UserError(
       'usage',
@@ -179,6 +179,10 @@ function report(outcome: RestoreRunResult, json: boolean | undefined): number {
     const last = finished && outcome.moved ? ` (restored from backup ${c.last?.backupId})` : '';
     const next = NEXT[outcome.state as RestoreRestingState] ?? outcome.state;
     process.stdout.write(`${outcome.moved ? '' : 'Nothing to resume. '}${next}${last}\n`);
+    // Once /home is back, its summary repeats what the plan said of the times the dump could not keep.
+    const unkept = c.current?.plan?.unkeptTimes;
+    if (outcome.moved && outcome.state === 'awaitingReboot' && unkept)
+      process.stdout.write(`${unkeptTimesSentence(unkept, home, 'done')}\n`);
   }
   return EXIT.ok;
 }

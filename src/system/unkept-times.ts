@@ -19,11 +19,14 @@ export function unkeptTimesOf(paths: readonly string[]): UnkeptTimes | undefined
   return paths.length ? { count: paths.length, first: paths.slice(0, UNKEPT_TIMES_SHOWN) } : undefined;
 }
 
-/** The one wording, for the backup's warning and the restore's plan; `home` is where the dumped tree is (or goes). */
-export function unkeptTimesSentence(u: UnkeptTimes, home: string): string {
+/**
+ * The one wording, for the backup's warning, the restore's plan ("will come back") and its summary
+ * once /home is restored ("came back"); `home` is where the dumped tree is (or goes).
+ */
+export function unkeptTimesSentence(u: UnkeptTimes, home: string, when: 'ahead' | 'done' = 'ahead'): string {
   const more = u.count > u.first.length ? ` and ${u.count - u.first.length} more` : '';
   return (
-    `${u.count} ${u.count === 1 ? 'file' : 'files'} will come back with other times ` +
+    `${u.count} ${u.count === 1 ? 'file' : 'files'} ${when === 'ahead' ? 'will come' : 'came'} back with other times ` +
     `(xfsdump keeps whole seconds from ${OLDEST_KEPT_TIME} to ${NEWEST_KEPT_TIME} only): ` +
     `${u.first.map((p) => join(home, p)).join(', ')}${more}`
   );

@@ -3,7 +3,7 @@
 // both ends of the range (on a tmpfs, which keeps times XFS refuses); then
 // the real CLI on a loop XFS sandbox: one warning per backup with the count
 // and the first few paths, every path in the log, nothing when there are
-// none, and the restore's plan repeating the count. Every expected path and
+// none, and the restore's plan and its summary repeating the count. Every expected path and
 // count comes from the times this file sets, never from the code under test.
 import { lstat, mkdir, mkdtemp, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findUnkeptTimes } from '../../src/system/find-unkept-times.js';
-import { listBackups, logEntries, runCli, writeSandboxConfig, type CliResult } from '../support/cli.js';
+import { listBackups, logEntries, runCli, SANDBOX_HOST, writeSandboxConfig, type CliResult } from '../support/cli.js';
 import { createSandbox, destroyAll, type Sandbox } from '../support/sandbox.js';
 
 const TIMEOUT = 180_000;
@@ -94,6 +94,8 @@ interface Story {
   withEight: CliResult;
   /** `restore` with no confirmation: its plan is printed, then it stops, touching nothing. */
   plan: CliResult;
+  /** Then `restore --confirm`: /home formatted and restored, the machine to reboot. */
+  restored: CliResult;
 }
 
 /** Relative to /home; set with touch on a bigtime XFS (mkfs.xfs's default since xfsprogs 5.15). */
@@ -130,7 +132,8 @@ function story(): Promise<Story> {
     for (const rel of EIGHT_LOST) await touch(await made(home, rel), '2100-01-01T00:00:00Z');
     const withEight = await runCli(config, ['backup']);
     const plan = await runCli(config, ['restore']);
-    return { sandbox, config, state, target, withSome, withNone, withEight, plan };
+    const restored = await runCli(config, ['restore', '--confirm', SANDBOX_HOST]);
+    return { sandbox, config, state, target, withSome, withNone, withEight, plan, restored };
   })();
   return pending;
 }
@@ -143,9 +146,9 @@ afterAll(async () => {
 const warnings = (r: CliResult) => r.stderr.split('\n').filter((l) => WARNING.test(l));
 const underHome = (s: Story, rels: readonly string[]) => rels.map((rel) => join(s.sandbox.home.mountPoint, rel));
 
-/** What the backup's warning and the restore's plan both say of the eight files dated 2100. */
-function expectFiveOfEight(s: Story, line: string | undefined): void {
-  expect(line).toContain(`${EIGHT_LOST.length} files will come back with other times`);
+/** What the backup's warning and the restore's plan both say of the eight files dated 2100 ("came back" once restored). */
+function expectFiveOfEight(s: Story, line: string | undefined, comeBack = 'will come back'): void {
+  expect(line).toContain(`${EIGHT_LOST.length} files ${comeBack} with other times`);
   expect(line).toContain(' and 3 more');
   expect(underHome(s, EIGHT_LOST).filter((p) => line?.includes(p))).toHaveLength(5);
 }
@@ -241,6 +244,22 @@ describe("the restore's plan", () => {
       expect(s.plan.exitCode).toBe(2);
       const line = s.plan.stdout.split('\n').find((l) => WARNING.test(l));
       expectFiveOfEight(s, line);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'and its summary, once /home is restored, repeats it: "8 files came back with other times"',
+    async () => {
+      const s = await story();
+      expect(s.restored.exitCode).toBe(0);
+      const after = s.restored.stdout.slice(s.restored.stdout.indexOf('Reboot now'));
+      expect(after).toMatch(/^Reboot now/);
+      expectFiveOfEight(
+        s,
+        after.split('\n').find((l) => /came back with other times/.test(l)),
+        'came back',
+      );
     },
     TIMEOUT,
   );
