@@ -17,7 +17,7 @@ import type { Config } from '../src/config/schema.js';
 import { UserError } from '../src/errors.js';
 import { writeDurable } from '../src/state/durable.js';
 import { mountAt } from '../src/system/mounts.js';
-import { ensureTrustedDirectory, requireTrusted } from '../src/system/trust.js';
+import { ensureTrustedDirectory, requireTrusted, trustProblem } from '../src/system/trust.js';
 import {
   dumpQuotaLimits,
   missingQuotas,
@@ -52,7 +52,12 @@ export async function keepLimitsInSpool(home: string, spool: string, log: (m: st
 
 /** Once the snapshot holds them (or the step failed): the live spool is as it was. */
 export function dropLimitsFromSpool(spool: string): void {
-  for (const kind of QUOTA_KINDS) rmSync(join(spool, QUOTA_FILE[kind]), { force: true });
+  removeQuotaFiles(QUOTA_KINDS.map((kind) => join(spool, QUOTA_FILE[kind])));
+}
+
+/** Removed only from a directory root alone can change: nothing is deleted through another's link. */
+function removeQuotaFiles(files: string[]): void {
+  for (const file of files) if (!trustProblem(dirname(file), 'directory')) rmSync(file, { force: true });
 }
 
 /** Where a restored /home may hold each kind's file: xfsrestore's place first, then snapshot mode's. */
@@ -61,7 +66,11 @@ function quotaFiles(config: Config, kind: QuotaKind): string[] {
 }
 
 /** After xfsrestore: the recorded kinds' limits set on the new /home, read back, and their files gone. */
-export async function applyQuotaLimits(config: Config, plan: RestorePlan, log: (m: string) => void): Promise<Record<string, number>> {
+export async function applyQuotaLimits(
+  config: Config,
+  plan: RestorePlan,
+  log: (m: string) => void,
+): Promise<Partial<Record<QuotaKind, number>>> {
   const want = plan.recorded.home.quota;
   const kinds = quotaKinds(want);
   if (!kinds.length) return {};
@@ -69,7 +78,7 @@ export async function applyQuotaLimits(config: Config, plan: RestorePlan, log: (
   const mounted = mountAt(home);
   const lacking = missingQuotas(want, quotaAccounting(mounted?.superOptions ?? []));
   if (!mounted || lacking.length) throw mountedWithoutQuotas(home, want!, lacking, mounted?.superOptions ?? []);
-  const set: Record<string, number> = {};
+  const set: Partial<Record<QuotaKind, number>> = {};
   for (const kind of kinds) {
     const file = quotaFiles(config, kind).find((f) => existsSync(f));
     if (!file) {
@@ -82,7 +91,7 @@ export async function applyQuotaLimits(config: Config, plan: RestorePlan, log: (
     set[kind] = limits.rows.length;
     log(`quota: ${limits.rows.length} ${kind} limit(s) set on ${home} and read back`);
   }
-  for (const kind of kinds) for (const f of quotaFiles(config, kind)) rmSync(f, { force: true });
+  removeQuotaFiles(kinds.flatMap((kind) => quotaFiles(config, kind)));
   return set;
 }
 
