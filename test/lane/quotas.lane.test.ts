@@ -142,20 +142,23 @@ describe.each(['spool', 'snapshot'] as const)('quotas through a fire, in %s mode
     expect(await quotaFilesOn(g)).toBe('');
   });
 
-  it('a first boot whose /etc/fstab mounts /home without quotas says so and how to fix fstab; the limits wait on disk', {
-    timeout: 15 * MINUTES,
-  }, async () => {
-    const g = await boot(`quota-${mode}-fstab`);
-    await installFresh(g, { host: 'quota', mode, publicKey });
-    const { firstBoot } = await restoreFresh(g, 'quota', {
-      // What a boot with the restored fstab would do, were quotas missing from its /home line.
-      beforeFirstBoot: async () => void (await sh(g, `umount ${HOME} && mount /dev/vg0/home ${HOME}`)),
+  // The first boot's check reads the mount, the same in both modes: one run of it keeps the lane short.
+  if (mode === 'spool') {
+    it('a first boot whose /etc/fstab mounts /home without quotas says so and how to fix fstab; the limits wait on disk', {
+      timeout: 15 * MINUTES,
+    }, async () => {
+      const g = await boot(`quota-${mode}-fstab`);
+      await installFresh(g, { host: 'quota', mode, publicKey });
+      const { firstBoot } = await restoreFresh(g, 'quota', {
+        // What a boot with the restored fstab would do, were quotas missing from its /home line.
+        beforeFirstBoot: async () => void (await sh(g, `umount ${HOME} && mount /dev/vg0/home ${HOME}`)),
+      });
+      const said = firstBoot.stdout + firstBoot.stderr;
+      expect(said).toMatch(/\/srv\/home is mounted without user, group, project quotas, which it kept at backup time/);
+      expect(said).toMatch(/Add usrquota,grpquota,prjquota to the options of the \/srv\/home line in \/etc\/fstab and reboot/);
+      // Fixed as it says: mounted with quotas again, the limits are there.
+      await sh(g, `umount ${HOME} && mount -o ${QUOTAS} /dev/vg0/home ${HOME}`);
+      expect(await allLimits(g)).toEqual(SET);
     });
-    const said = firstBoot.stdout + firstBoot.stderr;
-    expect(said).toMatch(/\/srv\/home is mounted without user, group, project quotas, which it kept at backup time/);
-    expect(said).toMatch(/Add usrquota,grpquota,prjquota to the options of the \/srv\/home line in \/etc\/fstab and reboot/);
-    // Fixed as it says: mounted with quotas again, the limits are there.
-    await sh(g, `umount ${HOME} && mount -o ${QUOTAS} /dev/vg0/home ${HOME}`);
-    expect(await allLimits(g)).toEqual(SET);
-  });
+  }
 });
