@@ -64,6 +64,8 @@ let target: string;
 let state: string;
 let baseline: string;
 let crashLog: string;
+/** The killed run's TMPDIR: what it leaves there (xfsrestore's housekeeping folder of the read-back) goes with the sandbox. */
+let scratch: string;
 /** The two good backups before every case, oldest first. */
 let earlier: Listed[] = [];
 let dumpSize = 0;
@@ -105,7 +107,9 @@ beforeAll(async () => {
   state = join(sb.dir, 'state');
   baseline = join(sb.dir, 'baseline');
   crashLog = join(sb.dir, 'crash-notes.jsonl');
+  scratch = join(sb.dir, 'tmp');
   await mkdir(target);
+  await mkdir(scratch, { mode: 0o700 });
   config = join(sb.dir, 'config.yaml');
   const signingKey = join(sb.dir, 'signing.key');
   ensureSigningKey(signingKey);
@@ -162,7 +166,7 @@ async function crashThenTick(request: BackupCrashRequest): Promise<CrashNote> {
     stdin: 'ignore',
     // Its own process group: the harness kills itself with xfsdump and whatever else it runs.
     detached: true,
-    env: { SYN3_CRASH_LOG: crashLog },
+    env: { SYN3_CRASH_LOG: crashLog, TMPDIR: scratch },
   });
   expect(crashed.signal, `the harness died at ${where}: ${crashed.stdout} ${crashed.stderr}`).toBe('SIGKILL');
   const notes = readCrashNotes(await readFile(crashLog, 'utf8').catch(() => ''));
