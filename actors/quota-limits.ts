@@ -31,23 +31,20 @@ import {
 } from '../src/system/xfs-quota.js';
 
 /** Snapshot mode, before the freeze: the live /home's limits into the spool, for the snapshot to hold. */
-export async function keepLimitsInSpool(home: string, spool: string, log: (m: string) => void): Promise<string[]> {
+export async function keepLimitsInSpool(home: string, spool: string, log: (m: string) => void): Promise<void> {
   const kinds = quotaKinds(quotaAccounting(mountAt(home)?.superOptions ?? []));
   dropLimitsFromSpool(spool);
-  if (!kinds.length) return [];
+  if (!kinds.length) return;
   ensureTrustedDirectory(dirname(spool), `the spool's parent directory`);
   ensureTrustedDirectory(spool, 'the spool directory');
-  const written: string[] = [];
   for (const kind of kinds) {
     const text = await dumpQuotaLimits(home, kind);
     const file = join(spool, QUOTA_FILE[kind]);
     // Read as the restore will read it: a dump it could not use must fail the backup, not the restore.
     const { rows } = parseQuotaDump(kind, text, `xfs_quota dump of ${home}`);
     writeDurable(file, text);
-    written.push(file);
     log(`quota: ${rows.length} ${kind} limit(s) of ${home} kept in ${file} for the snapshot`);
   }
-  return written;
 }
 
 /** Once the snapshot holds them (or the step failed): the live spool is as it was. */
